@@ -1,0 +1,51 @@
+"""Shared pytest fixtures.
+
+The reference fixtures and the real V1 dictionaries live in ``../shared`` beside the repository
+(or wherever ``COURSE_SHARED_DIR`` points). They exist for tests and CI only; the product never
+needs them. Tests that need them skip, saying so, when they are absent.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _shared_dir() -> Path:
+    env = os.environ.get("COURSE_SHARED_DIR")
+    return Path(env) if env else REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    d = _shared_dir()
+    if not d.is_dir():
+        pytest.skip(f"../shared not found at {d} (set COURSE_SHARED_DIR); reference fixtures unavailable")
+    return d
+
+
+@pytest.fixture(scope="session")
+def v1_dir(shared_dir) -> Path:
+    d = shared_dir / "geneformer-v1"
+    if not d.is_dir():
+        pytest.skip(f"V1 dictionaries not found at {d}")
+    return d
+
+
+@pytest.fixture(scope="session")
+def tokenizer_fixture_dir(shared_dir) -> Path:
+    d = shared_dir / "reference" / "tokenizer_v1"
+    if not d.is_dir():
+        pytest.skip(f"tokenizer fixture not found at {d}")
+    return d
+
+
+@pytest.fixture(scope="session")
+def perturb_fixture_dir(shared_dir) -> Path:
+    d = shared_dir / "reference" / "perturb_v1"
+    if not d.is_dir():
+        pytest.skip(f"perturbation fixture not found at {d}")
+    return d
