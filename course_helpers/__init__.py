@@ -1,2 +1,35 @@
-"""course_helpers: companion package for the course *Gene networks with Geneformer*."""
+"""course_helpers: companion package for the course *Gene networks with Geneformer*.
+
+Submodules are imported lazily, so ``import course_helpers as ch`` is fast and
+``ch.tokenize``, ``ch.model``, ``ch.perturb`` ... load on first use.
+
+Examples
+--------
+>>> import course_helpers as ch
+>>> ch.__version__
+'0.1.0'
+"""
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
+
+_SUBMODULES = (
+    "vocab", "data", "tokenize", "model", "embed", "attention", "perturb", "networks",
+    "baselines", "plotting", "widgets", "exercises",
+)
+
+__all__ = [*_SUBMODULES, "doctor", "setup", "CourseInputError", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in ("doctor", "setup"):
+        return getattr(importlib.import_module(f"{__name__}.doctor"), name)
+    if name == "CourseInputError":
+        from ._utils import CourseInputError
+
+        return CourseInputError
+    raise AttributeError(f"module 'course_helpers' has no attribute {name!r}")
