@@ -1,0 +1,690 @@
+"""Load Geneformer-family models and run their encoder efficiently.
+
+One call loads any model the course uses::
+
+    model = load_model("teaching")            # shipped with the course, works offline
+    model = load_model("geneformer-v1")       # Geneformer V1-10M from the Hugging Face Hub
+    model = load_model("geneformer-v2-104m")  # Geneformer V2-104M from the Hugging Face Hub
+    model = load_model("path/to/folder")      # any local BertForMaskedLM folder
+
+The returned model is a plain ``transformers.BertForMaskedLM`` in ``eval()`` mode on the chosen
+device, with two extra attributes: ``model.gene_vocab`` (the matching
+:class:`~course_helpers.vocab.GeneVocab`) and ``model.model_version`` (``"V1"``, ``"V2"`` or
+``"teaching"``; the teaching model follows the V1 rules).
+
+The module also holds the small helpers the analysis modules share: :func:`pick_device`,
+:func:`pad_batch`, :func:`length_sorted_batches`, :func:`hidden_states` and
+:func:`forward_memory_bytes`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ._utils import CourseInputError
+from .vocab import GENEFORMER_REPO, GENEFORMER_REVISION, GeneVocab
+
+__all__ = [
+    "HUB_REPO",
+    "HUB_REVISION",
+    "KNOWN_MODELS",
+    "ModelSpec",
+    "check_vocab_matches_model",
+    "forward_memory_bytes",
+    "hidden_states",
+    "length_sorted_batches",
+    "load_model",
+    "pad_batch",
+    "pick_device",
+    "resolve_layer",
+]
+
+#: Hugging Face Hub repository that holds the Geneformer models and their dictionaries.
+HUB_REPO = GENEFORMER_REPO  # "ctheodoris/Geneformer"
+#: Pinned revision (commit) of :data:`HUB_REPO`: the commit whose code the course's reference
+#: fixtures were produced with. Pass ``revision="main"`` to :func:`load_model` for the newest files.
+HUB_REVISION = GENEFORMER_REVISION  # same pin as the dictionaries in course_helpers.vocab
+
+#: Vocabulary sizes of the two published dictionary families.
+V1_VOCAB_SIZE = 25_426  # 25,424 genes + <pad>, <mask>
+V2_VOCAB_SIZE = 20_275  # genes + <pad>, <mask>, <cls>, <eos>
+
+_TEACHING_DIR = Path(__file__).resolve().parent / "assets" / "teaching_model"
+
+_V1_DICTIONARIES = {
+    "token_dictionary": "geneformer/gene_dictionaries_30m/token_dictionary_gc30M.pkl",
+    "gene_medians": "geneformer/gene_dictionaries_30m/gene_median_dictionary_gc30M.pkl",
+    "gene_names": "geneformer/gene_dictionaries_30m/gene_name_id_dict_gc30M.pkl",
+}
+_V2_DICTIONARIES = {
+    "token_dictionary": "geneformer/token_dictionary_gc104M.pkl",
+    "gene_medians": "geneformer/gene_median_dictionary_gc104M.pkl",
+    "gene_names": "geneformer/gene_name_id_dict_gc104M.pkl",
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a named model lives in the Hub repository and which dictionaries it needs.
+
+    Attributes
+    ----------
+    subfolder
+        Folder of the model inside :data:`HUB_REPO` (``config.json`` + ``model.safetensors``).
+    version
+        ``"V1"`` or ``"V2"``: which dictionary family the model was trained with.
+    dictionaries
+        Repository paths of the token, gene-median and gene-name dictionaries.
+    description
+        One line for humans.
+    """
+
+    subfolder: str
+    version: str
+    dictionaries: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+
+
+#: Named models that :func:`load_model` can fetch from the Hub (keys are lower case).
+KNOWN_MODELS: dict[str, ModelSpec] = {
+    "geneformer-v1": ModelSpec(
+        "Geneformer-V1-10M", "V1", _V1_DICTIONARIES,
+        "Geneformer V1-10M (gf-6L-30M-i2048): 6 layers, 4 heads, hidden 256, 2,048 genes",
+    ),
+    "geneformer-v2-104m": ModelSpec(
+        "Geneformer-V2-104M", "V2", _V2_DICTIONARIES,
+        "Geneformer V2-104M: 12 layers, 12 heads, hidden 768, 4,096 tokens",
+    ),
+    "geneformer-v2-104m-clcancer": ModelSpec(
+        "Geneformer-V2-104M_CLcancer", "V2", _V2_DICTIONARIES,
+        "Geneformer V2-104M after continual learning on ~14 M cancer cells",
+    ),
+    "geneformer-v2-316m": ModelSpec(
+        "Geneformer-V2-316M", "V2", _V2_DICTIONARIES,
+        "Geneformer V2-316M: 18 layers, 18 heads, hidden 1,152, 4,096 tokens",
+    ),
+}
+_ALIASES = {
+    "geneformer-v1-10m": "geneformer-v1",
+    "gf-6l-30m-i2048": "geneformer-v1",
+    "geneformer-v2": "geneformer-v2-104m",
+}
+for _key, _spec in list(KNOWN_MODELS.items()):
+    _ALIASES.setdefault(_spec.subfolder.lower(), _key)
+
+
+# --------------------------------------------------------------------------------------------
+# devices
+# --------------------------------------------------------------------------------------------
+def pick_device(device=None):
+    """Choose the torch device to run on: CUDA, then Apple MPS, then CPU.
+
+    Parameters
+    ----------
+    device
+        ``None`` (choose automatically) or anything ``torch.device`` accepts (``"cpu"``,
+        ``"cuda"``, ``"cuda:1"``, ``"mps"``, a ``torch.device``).
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    CourseInputError
+        If a device is requested that this machine does not have.
+
+    Examples
+    --------
+    >>> pick_device("cpu")
+    device(type='cpu')
+    >>> pick_device().type in {"cuda", "mps", "cpu"}
+    True
+    """
+    import torch
+
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise CourseInputError(
+            f"{device!r} is not a device name. Fix: use device=None (automatic), 'cpu', 'cuda' "
+            f"or 'mps'."
+        ) from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CourseInputError(
+            "device='cuda' was requested but no CUDA GPU is available here (torch "
+            f"{torch.__version__}). Fix: use device=None to pick the best available device, or "
+            "device='cpu'; on Colab choose Runtime > Change runtime type > GPU."
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise CourseInputError(
+            f"device={device!r} does not exist: this machine has {torch.cuda.device_count()} "
+            "CUDA device(s). Fix: use device='cuda' or device=None."
+        )
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise CourseInputError(
+                "device='mps' was requested but Apple MPS is not available here. Fix: use "
+                "device=None to pick the best available device, or device='cpu'."
+            )
+    return dev
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------------
+def _known_spec(name: str) -> tuple[str, ModelSpec] | None:
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    spec = KNOWN_MODELS.get(key)
+    return (key, spec) if spec is not None else None
+
+
+def _names_help() -> str:
+    names = ", ".join(repr(n) for n in ["teaching", *KNOWN_MODELS])
+    return f"Known names: {names}; or the path of a local folder with config.json and weights."
+
+
+def _download_hub_snapshot(repo_id: str, revision: str, allow_patterns: list[str]) -> Path:
+    """Download (or reuse from the cache) the files of ``repo_id`` that match ``allow_patterns``.
+
+    Returns the local folder that mirrors the repository layout. Tests replace this function.
+    """
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as err:  # pragma: no cover - huggingface_hub ships with transformers
+        raise CourseInputError(
+            "huggingface_hub is not installed, so models cannot be downloaded. Fix: "
+            "`pip install huggingface_hub`, or use load_model('teaching') / a local folder."
+        ) from err
+    return Path(snapshot_download(repo_id=repo_id, revision=revision, allow_patterns=allow_patterns))
+
+
+def _offline_message(name: str, spec: ModelSpec, revision: str, err: BaseException) -> str:
+    hint = ""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+        hint = " (HF_HUB_OFFLINE is set, so the Hub is not contacted)"
+    return (
+        f"Could not download model {name!r} ({HUB_REPO}, folder {spec.subfolder}, revision "
+        f"{revision[:12]}) from the Hugging Face Hub: you appear to be offline or the Hub is "
+        f"unreachable{hint}. [{type(err).__name__}: {str(err)[:300]}]\n"
+        "Fix, one of:\n"
+        "  * use the model that ships with the course: load_model('teaching');\n"
+        "  * run where the Hub is reachable (e.g. Colab/Binder) so the files are downloaded and "
+        "cached once;\n"
+        f"  * download the folder {spec.subfolder!r} and the {spec.version} dictionaries "
+        f"({', '.join(spec.dictionaries.values())}) elsewhere, keep the repository layout and call "
+        f"load_model('/path/to/Geneformer/{spec.subfolder}')."
+    )
+
+
+def _read_config(folder: Path) -> dict:
+    cfg = folder / "config.json"
+    if not cfg.is_file():
+        subs = sorted(p.name for p in folder.iterdir() if (p / "config.json").is_file()) \
+            if folder.is_dir() else []
+        extra = (
+            f" It contains model folders {subs}; pass one of them, e.g. "
+            f"load_model({str(folder / subs[0])!r})." if subs else ""
+        )
+        raise CourseInputError(
+            f"{folder} has no config.json, so it is not a model folder.{extra} Fix: point "
+            "load_model at a folder saved with model.save_pretrained(...), which holds config.json "
+            "and model.safetensors."
+        )
+    try:
+        return json.loads(cfg.read_text())
+    except ValueError as err:
+        raise CourseInputError(f"{cfg} is not valid JSON ({err}). Fix: re-download the model.") \
+            from err
+
+
+def _vocab_from_dictionaries(root: Path, dictionaries: Mapping[str, str]) -> GeneVocab:
+    paths = {k: root / v for k, v in dictionaries.items()}
+    missing = [str(p) for k, p in paths.items() if k != "gene_names" and not p.is_file()]
+    if missing:
+        raise CourseInputError(
+            f"Dictionary file(s) missing: {missing}. Fix: download them together with the model "
+            f"(same repository layout as {HUB_REPO}) or pass vocab=GeneVocab.from_tsv(...)."
+        )
+    names = paths.get("gene_names")
+    return GeneVocab.from_files(
+        paths["token_dictionary"],
+        paths["gene_medians"],
+        names if names is not None and names.is_file() else None,
+    )
+
+
+def _candidate_vocabs(folder: Path) -> list[tuple[str, callable]]:
+    """Vocabulary sources found in or beside a model folder, in order of preference."""
+    found: list[tuple[str, callable]] = []
+    tsv = folder / "vocab.tsv"
+    if tsv.is_file():
+        found.append((str(tsv), lambda p=tsv: GeneVocab.from_tsv(p)))
+    for root in (folder, folder.parent):
+        for dicts in (_V1_DICTIONARIES, _V2_DICTIONARIES):
+            tok = root / dicts["token_dictionary"]
+            if tok.is_file():
+                found.append((str(tok), lambda r=root, d=dicts: _vocab_from_dictionaries(r, d)))
+    # upstream file names lying directly in the folder
+    for suffix in ("gc30M", "gc104M"):
+        tok = folder / f"token_dictionary_{suffix}.pkl"
+        med = folder / f"gene_median_dictionary_{suffix}.pkl"
+        if tok.is_file() and med.is_file():
+            names = folder / f"gene_name_id_dict_{suffix}.pkl"
+            found.append((str(tok), lambda t=tok, m=med, n=names: GeneVocab.from_files(
+                t, m, n if n.is_file() else None)))
+    return found
+
+
+def _resolve_vocab_arg(vocab) -> GeneVocab:
+    if isinstance(vocab, GeneVocab):
+        return vocab
+    path = Path(vocab).expanduser()
+    if path.is_file() and path.suffix.lower() in {".tsv", ".txt"}:
+        return GeneVocab.from_tsv(path)
+    if path.is_dir():
+        found = _candidate_vocabs(path)
+        if found:
+            return found[0][1]()
+    raise CourseInputError(
+        f"vocab={vocab!r} is neither a GeneVocab, a vocabulary .tsv file, nor a folder with "
+        "vocab.tsv or Geneformer dictionary .pkl files. Fix: pass GeneVocab.from_tsv('vocab.tsv')."
+    )
+
+
+def _local_vocab(folder: Path, vocab_size: int) -> GeneVocab:
+    found = _candidate_vocabs(folder)
+    if not found:
+        raise CourseInputError(
+            f"No vocabulary found for the model in {folder}: expected vocab.tsv in the folder, or "
+            "Geneformer dictionaries laid out as in the Hub repository (e.g. "
+            f"{_V1_DICTIONARIES['token_dictionary']} beside the model folder). Fix: pass the "
+            "matching vocabulary explicitly, load_model(folder, vocab=GeneVocab.from_tsv(...))."
+        )
+    first = None
+    for _, make in found:
+        v = make()
+        if first is None:
+            first = v
+        if len(v) == vocab_size:
+            return v
+    return first  # mismatch: the consistency check explains it
+
+
+def check_vocab_matches_model(vocab: GeneVocab, config, source: str = "the model") -> None:
+    """Raise :class:`CourseInputError` unless ``vocab`` fits a model with this ``config``.
+
+    The token count must equal ``config.vocab_size``. Mixing V1 dictionaries with a V2 model (or
+    the reverse) is the most common Geneformer mistake and gets its own message.
+
+    Examples
+    --------
+    >>> vocab = GeneVocab.geneformer_v1(None)                 # doctest: +SKIP
+    >>> check_vocab_matches_model(vocab, {"vocab_size": 20275})  # doctest: +SKIP
+    Traceback (most recent call last):
+    ...
+    course_helpers._utils.CourseInputError: You are mixing Geneformer dictionaries: ...
+    """
+    n_vocab = len(vocab)
+    n_model = int(getattr(config, "vocab_size", n_vocab) if not isinstance(config, dict)
+                  else config.get("vocab_size", n_vocab))
+    if n_vocab == n_model:
+        return
+    version = getattr(vocab, "version", "?")
+    model_family = {V1_VOCAB_SIZE: "V1", V2_VOCAB_SIZE: "V2"}.get(n_model)
+    if model_family is not None and model_family != version:
+        raise CourseInputError(
+            f"You are mixing Geneformer dictionaries: the vocabulary is {version} ({n_vocab} "
+            f"tokens) but {source} is a {model_family} model ({n_model} tokens). V1 dictionaries "
+            "(gc30M) only work with V1 models and V2 dictionaries (gc104M) only with V2 models; "
+            "mixing them gives index errors or, worse, silently wrong genes. Fix: load the "
+            f"{model_family} dictionaries for this model (and tokenize your cells again with "
+            "them), or load a model of the vocabulary's family."
+        )
+    raise CourseInputError(
+        f"The vocabulary has {n_vocab} tokens but {source} expects {n_model} "
+        "(config.vocab_size). They do not belong together. Fix: use the vocabulary the model "
+        "was trained with (vocab.tsv saved beside it), e.g. load_model(folder, "
+        "vocab=GeneVocab.from_tsv('.../vocab.tsv'))."
+    )
+
+
+def _weights_kwargs(folder: Path) -> dict:
+    if any(folder.glob("*.safetensors")):
+        return {"use_safetensors": True}
+    if any(folder.glob("pytorch_model*.bin")):
+        warnings.warn(
+            f"{folder} has no .safetensors weights; loading the PyTorch pickle (.bin) instead. "
+            "Prefer safetensors: model.save_pretrained(folder) writes them.",
+            stacklevel=3,
+        )
+        return {"use_safetensors": False}
+    raise CourseInputError(
+        f"{folder} has config.json but no weights (model.safetensors). Fix: download the weights "
+        "too, or save the model with model.save_pretrained(folder)."
+    )
+
+
+def _load_bert(folder: Path, output_attentions: bool):
+    import torch
+    from transformers import BertForMaskedLM
+
+    kwargs = _weights_kwargs(folder)
+    if output_attentions:
+        # SDPA/flash attention return no attention weights: only eager attention does.
+        kwargs.update(attn_implementation="eager", output_attentions=True)
+    model = BertForMaskedLM.from_pretrained(str(folder), **kwargs)
+    if model.dtype != torch.float32:
+        model = model.float()
+    return model
+
+
+def load_model(
+    name_or_path="teaching",
+    *,
+    output_attentions: bool = False,
+    device=None,
+    revision: str | None = None,
+    vocab=None,
+):
+    """Load a Geneformer-family model with its matching gene vocabulary.
+
+    Parameters
+    ----------
+    name_or_path
+        ``"teaching"`` (the small model shipped with the course; works offline),
+        ``"geneformer-v1"`` (Geneformer V1-10M), ``"geneformer-v2-104m"`` (V2-104M; see
+        :data:`KNOWN_MODELS` for all names), or the path of a local folder holding
+        ``config.json`` and weights. For a local folder the vocabulary is taken from
+        ``vocab=``, else ``vocab.tsv`` in the folder, else Geneformer dictionaries laid out as in
+        the Hub repository (``geneformer/gene_dictionaries_30m/*.pkl`` for V1,
+        ``geneformer/*_gc104M.pkl`` for V2) in the folder or its parent.
+    output_attentions
+        If True the model uses eager attention and returns attention weights from every
+        forward pass (needed by :mod:`course_helpers.attention`). Otherwise the faster default
+        attention (SDPA) is used, which returns none.
+    device
+        ``None`` picks CUDA, then MPS, then CPU (:func:`pick_device`).
+    revision
+        Hub revision for named models; default :data:`HUB_REVISION` (pinned).
+    vocab
+        Optional :class:`~course_helpers.vocab.GeneVocab` (or path to a vocabulary TSV) that
+        overrides the automatic choice.
+
+    Returns
+    -------
+    transformers.BertForMaskedLM
+        In ``eval()`` mode, float32, on ``device``, with ``model.gene_vocab`` and
+        ``model.model_version`` (``"V1"``, ``"V2"`` or ``"teaching"``).
+
+    Raises
+    ------
+    CourseInputError
+        Unknown name or folder, offline Hub download, vocabulary/model mismatch (e.g. V1
+        dictionaries with a V2 model), missing weights, unavailable device.
+
+    Examples
+    --------
+    >>> model = load_model("teaching")                     # doctest: +SKIP
+    >>> model.model_version, model.config.num_hidden_layers  # doctest: +SKIP
+    ('teaching', 4)
+    >>> attn_model = load_model("teaching", output_attentions=True)   # doctest: +SKIP
+    >>> v1 = load_model("geneformer-v1")   # needs internet the first time  # doctest: +SKIP
+    """
+    dev = pick_device(device)
+    explicit_vocab = _resolve_vocab_arg(vocab) if vocab is not None else None
+    name = str(name_or_path) if isinstance(name_or_path, (str, os.PathLike)) else None
+    if name is None:
+        raise CourseInputError(
+            f"load_model expects a model name or a folder path, not {type(name_or_path).__name__}. "
+            + _names_help()
+        )
+
+    if isinstance(name_or_path, str) and name.strip().lower() == "teaching":
+        folder = _TEACHING_DIR
+        if not (folder / "config.json").is_file() or not any(folder.glob("*.safetensors")):
+            raise CourseInputError(
+                f"The teaching model is not yet available: {folder} has no config.json + "
+                "model.safetensors. Fix: train it with `python data_scripts/"
+                "pretrain_teaching_model.py` (writes course_helpers/assets/teaching_model/), or "
+                "reinstall the course package from the repository; meanwhile a local model "
+                "folder works too: load_model('/path/to/model_folder')."
+            )
+        config = _read_config(folder)
+        gene_vocab = explicit_vocab or (
+            GeneVocab.from_tsv(folder / "vocab.tsv") if (folder / "vocab.tsv").is_file()
+            else GeneVocab.teaching()
+        )
+        source, version = "the teaching model", "teaching"
+    elif isinstance(name_or_path, str) and _known_spec(name) is not None:
+        key, spec = _known_spec(name)
+        rev = revision or HUB_REVISION
+        patterns = [f"{spec.subfolder}/*.json", f"{spec.subfolder}/*.safetensors",
+                    *spec.dictionaries.values()]
+        try:
+            root = Path(_download_hub_snapshot(HUB_REPO, rev, patterns))
+        except CourseInputError:
+            raise
+        except Exception as err:  # network, offline mode, missing revision, ...
+            raise CourseInputError(_offline_message(key, spec, rev, err)) from err
+        folder = root / spec.subfolder
+        config = _read_config(folder)
+        gene_vocab = explicit_vocab or _vocab_from_dictionaries(root, spec.dictionaries)
+        source, version = f"model {key!r}", None
+    else:
+        folder = Path(name).expanduser()
+        if not folder.exists():
+            raise CourseInputError(
+                f"{name!r} is neither a known model name nor an existing folder. " + _names_help()
+            )
+        if not folder.is_dir():
+            folder = folder.parent  # e.g. the path of config.json or model.safetensors
+        config = _read_config(folder)
+        if explicit_vocab is None and revision is not None:
+            warnings.warn("revision= only applies to named Hub models; ignored.", stacklevel=2)
+        gene_vocab = explicit_vocab or _local_vocab(folder, int(config.get("vocab_size", -1)))
+        source, version = f"the model in {folder}", None
+
+    # check before loading any weights
+    check_vocab_matches_model(gene_vocab, config, source)
+    model = _load_bert(folder, output_attentions)
+    model.eval()
+    model.to(dev)
+    model.gene_vocab = gene_vocab
+    model.model_version = version or gene_vocab.version
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# batching and forward helpers
+# --------------------------------------------------------------------------------------------
+def pad_batch(list_of_id_lists: Sequence[Sequence[int]], pad_token_id: int = 0, device=None):
+    """Right-pad token id sequences into one batch.
+
+    Parameters
+    ----------
+    list_of_id_lists
+        Sequences of token ids (lists, numpy arrays or 1-D tensors), possibly of different
+        lengths.
+    pad_token_id
+        Id written into the padding positions (``vocab.pad_token_id``; 0 for Geneformer).
+    device
+        Where to put the tensors (default CPU).
+
+    Returns
+    -------
+    input_ids, attention_mask : torch.Tensor
+        Both ``(batch, max_length)`` and ``torch.long``; the mask is 1 on real tokens and 0 on
+        padding.
+
+    Examples
+    --------
+    >>> ids, mask = pad_batch([[5, 6, 7], [8]], pad_token_id=0)
+    >>> ids.tolist(), mask.tolist()
+    ([[5, 6, 7], [8, 0, 0]], [[1, 1, 1], [1, 0, 0]])
+    """
+    import torch
+
+    seqs = [torch.as_tensor(np.asarray(s, dtype=np.int64)).reshape(-1) for s in list_of_id_lists]
+    if not seqs:
+        raise CourseInputError("pad_batch got no sequences. Fix: pass at least one cell.")
+    max_len = max(int(s.numel()) for s in seqs)
+    input_ids = torch.full((len(seqs), max_len), int(pad_token_id), dtype=torch.long)
+    attention_mask = torch.zeros((len(seqs), max_len), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        n = int(s.numel())
+        input_ids[i, :n] = s
+        attention_mask[i, :n] = 1
+    if device is not None:
+        input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    return input_ids, attention_mask
+
+
+def length_sorted_batches(lengths, batch_size: int) -> list[np.ndarray]:
+    """Group indices into batches of similar length, longest first.
+
+    Sorting by length keeps padding (wasted compute) small, and putting the longest batch first
+    makes an out-of-memory error happen at once rather than at the end. Ties keep their original
+    order (stable sort), as the reference does.
+
+    Parameters
+    ----------
+    lengths
+        Length of every item.
+    batch_size
+        Maximum items per batch.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Indices into ``lengths``; together they cover every index once.
+
+    Examples
+    --------
+    >>> [b.tolist() for b in length_sorted_batches([3, 10, 5, 10], 2)]
+    [[1, 3], [2, 0]]
+    """
+    if int(batch_size) < 1:
+        raise CourseInputError(f"batch_size must be at least 1, got {batch_size}.")
+    lengths = np.asarray(lengths).reshape(-1)
+    order = np.argsort(-lengths.astype(np.int64), kind="stable")
+    bs = int(batch_size)
+    return [order[i:i + bs] for i in range(0, len(order), bs)]
+
+
+def resolve_layer(model, layer: int = -1) -> int:
+    """Index into ``hidden_states`` for the reference ``emb_layer`` convention.
+
+    With N encoder layers, ``hidden_states`` has N + 1 entries (embeddings, then each layer).
+    ``layer=0`` is the last layer (index N), ``layer=-1`` the second-to-last (index N - 1, the
+    reference default) and ``layer=-N`` the embedding output (index 0).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> m = SimpleNamespace(config=SimpleNamespace(num_hidden_layers=6))
+    >>> resolve_layer(m, -1), resolve_layer(m, 0), resolve_layer(m, -6)
+    (5, 6, 0)
+    """
+    n_layers = int(model.config.num_hidden_layers)
+    try:
+        layer = int(layer)
+    except (TypeError, ValueError) as err:
+        raise CourseInputError(f"layer must be an integer, got {layer!r}.") from err
+    if not -n_layers <= layer <= 0:
+        raise CourseInputError(
+            f"layer={layer} is out of range for a model with {n_layers} layers. Layers count back "
+            f"from the last one: 0 = last layer, -1 = second-to-last (the usual choice), ..., "
+            f"-{n_layers} = the input embeddings. Fix: pass an integer from -{n_layers} to 0."
+        )
+    return n_layers + layer
+
+
+def hidden_states(model, input_ids, attention_mask=None, layer: int = -1):
+    """Per-position embeddings from one encoder layer (no MLM head).
+
+    Runs only ``model.bert`` (the MLM head would cost ~73 % of the forward pass for nothing) with
+    ``output_hidden_states=True`` and returns ``hidden_states[N + layer]``. Call it inside
+    ``torch.inference_mode()`` / ``torch.no_grad()``.
+
+    Parameters
+    ----------
+    model
+        A ``BertForMaskedLM`` (or ``BertModel``).
+    input_ids, attention_mask
+        ``(batch, L)`` tensors, e.g. from :func:`pad_batch`, on the model's device.
+    layer
+        ``-1`` = second-to-last layer (reference default), ``0`` = last layer, other negative
+        values count back from there (see :func:`resolve_layer`).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(batch, L, hidden)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = load_model("teaching")                          # doctest: +SKIP
+    >>> ids, mask = pad_batch([[5, 6, 7], [8]], 0, model.device)  # doctest: +SKIP
+    >>> with torch.inference_mode():                            # doctest: +SKIP
+    ...     h = hidden_states(model, ids, mask, layer=-1)
+    >>> h.shape                                                 # doctest: +SKIP
+    torch.Size([2, 3, 128])
+    """
+    idx = resolve_layer(model, layer)
+    encoder = getattr(model, "bert", model)
+    out = encoder(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        output_hidden_states=True,
+        output_attentions=False,
+        return_dict=True,
+    )
+    return out.hidden_states[idx]
+
+
+def forward_memory_bytes(model_or_config, batch_size: int, seq_len: int,
+                         output_attentions: bool = False, bytes_per_value: int = 4) -> int:
+    """Rough peak activation memory of one encoder forward pass, in bytes.
+
+    Counts the kept hidden states of every layer, one layer's intermediate (feed-forward)
+    activations and attention scores, and, if ``output_attentions``, the attention maps of all
+    layers (``layers x heads x L x L`` per cell, the dominant term for long cells). Weights are
+    not included. Use it to pick a batch size or to refuse requests that cannot fit.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> cfg = SimpleNamespace(num_hidden_layers=6, num_attention_heads=4, hidden_size=256,
+    ...                       intermediate_size=512)
+    >>> forward_memory_bytes(cfg, 1, 2048, output_attentions=True) / 2**20 > 400
+    True
+    """
+    cfg = getattr(model_or_config, "config", model_or_config)
+    n_layers = int(cfg.num_hidden_layers)
+    heads = int(cfg.num_attention_heads)
+    hidden = int(cfg.hidden_size)
+    inter = int(getattr(cfg, "intermediate_size", 4 * hidden))
+    b, seq = int(batch_size), int(seq_len)
+    values = (n_layers + 1) * b * seq * hidden  # hidden states kept
+    values += b * seq * (inter + 4 * hidden)  # one layer's working set
+    values += b * heads * seq * seq  # one layer's attention scores
+    if output_attentions:
+        values += n_layers * b * heads * seq * seq
+    return int(values * bytes_per_value)
