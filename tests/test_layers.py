@@ -49,12 +49,19 @@ def _imports(path: Path) -> set[str]:
 
 
 MODULES = sorted(p.stem for p in PKG.glob("*.py") if p.stem != "__init__")
+# Sub-packages count as one layer: every file inside must respect the package's level.
+PACKAGES = sorted(p.name for p in PKG.iterdir() if (p / "__init__.py").is_file())
 
 
-@pytest.mark.parametrize("name", MODULES)
+def _files(name: str):
+    return sorted((PKG / name).glob("*.py")) if name in PACKAGES else [PKG / f"{name}.py"]
+
+
+@pytest.mark.parametrize("name", MODULES + PACKAGES)
 def test_no_import_from_lower_layers(name):
-    assert name in LEVEL, f"{name}.py has no layer in tests/test_layers.py; add it (and to CONTRIBUTING.md)"
-    for dep in _imports(PKG / f"{name}.py"):
+    assert name in LEVEL, f"{name} has no layer in tests/test_layers.py; add it (and to CONTRIBUTING.md)"
+    deps = set().union(*(_imports(f) for f in _files(name)))
+    for dep in deps:
         if dep not in LEVEL:
             continue
         ok = LEVEL[dep] < LEVEL[name] or (name, dep) in ALLOWED_SIBLINGS

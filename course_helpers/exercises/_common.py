@@ -1,0 +1,25 @@
+"""Shared helpers for the check functions: feedback printing, placeholders, safe calls."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np  # noqa: F401  (re-exported for chapter modules)
+
+
+def _feedback(ok: bool, good: str, bad: str) -> bool:
+    print(("Correct! " + good) if ok else ("Not quite. " + bad))
+    return bool(ok)
+
+
+def _missing(answer: Any, what: str) -> bool:
+    if answer is None or answer is Ellipsis or (isinstance(answer, str) and not answer.strip()):
+        print(f"Not answered yet: {what}")
+        return True
+    return False
+
+
+def _safe_call(fn: Callable, *args):
+    try:
+        return fn(*args), None
+    except Exception as exc:  # noqa: BLE001 - report any learner error as feedback
+        return None, f"{type(exc).__name__}: {exc}"
