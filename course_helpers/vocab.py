@@ -1,0 +1,783 @@
+"""Gene vocabularies: token ids, gene medians and symbol <-> Ensembl ID mapping.
+
+A Geneformer model is always used together with three dictionaries:
+
+* the **token dictionary** (Ensembl gene ID -> token id, plus special tokens such as ``<pad>``),
+* the **gene median dictionary** (Ensembl gene ID -> the gene's non-zero median expression across
+  the pretraining corpus; the tokenizer divides by it),
+* the **gene name dictionary** (gene symbol -> Ensembl gene ID), only for convenience.
+
+:class:`GeneVocab` holds all three. It reads plain-text exports (TSV/JSON) or, where only pickles
+exist, reads them through a *restricted* unpickler that refuses anything but plain dictionaries of
+numbers and strings (a pickle can otherwise run arbitrary code when it is loaded).
+
+Examples
+--------
+>>> vocab = GeneVocab.from_dicts({"<pad>": 0, "<mask>": 1, "ENSG00000141510": 2},
+...                              {"ENSG00000141510": 2.5}, {"TP53": "ENSG00000141510"})
+>>> vocab.version, len(vocab), vocab.tokens(["TP53"]), vocab.symbols([2])
+('V1', 3, [2], ['TP53'])
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import pickle
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from ._utils import CourseInputError
+
+__all__ = ["GENEFORMER_REPO", "GENEFORMER_REVISION", "V1_HUB_FILES", "GeneVocab"]
+
+#: Hugging Face repository of the reference Geneformer models and dictionaries.
+GENEFORMER_REPO = "ctheodoris/Geneformer"
+#: Pinned revision of :data:`GENEFORMER_REPO` used for downloads (the commit whose tokenizer
+#: produced the course's reference fixture; it ships the gc30M dictionaries below).
+GENEFORMER_REVISION = "e534f69270b8875bbbfa2fbe337b5a0a069dcd13"
+#: Files of the V1 (gc30M) dictionaries inside :data:`GENEFORMER_REPO`.
+V1_HUB_FILES = {
+    "token_dictionary": "geneformer/gene_dictionaries_30m/token_dictionary_gc30M.pkl",
+    "gene_medians": "geneformer/gene_dictionaries_30m/gene_median_dictionary_gc30M.pkl",
+    "gene_names": "geneformer/gene_dictionaries_30m/gene_name_id_dict_gc30M.pkl",
+}
+#: Plain-text exports of the V1 dictionaries (preferred over the pickles when both are present).
+V1_TSV_FILES = {"vocab": "vocab_gc30M.tsv", "gene_names": "gene_name_id_gc30M.tsv"}
+V1_PKL_FILES = {k: v.rsplit("/", 1)[-1] for k, v in V1_HUB_FILES.items()}
+
+TSV_COLUMNS = ("ensembl_id", "token_id", "gene_median", "gene_symbols")
+SPECIAL_TOKENS = ("<pad>", "<mask>", "<cls>", "<eos>")
+
+_TEACHING_VOCAB = Path(__file__).resolve().parent / "assets" / "teaching_model" / "vocab.tsv"
+_ENSEMBL_RE = re.compile(r"^ENS[A-Z]*G[R]?\d{6,}$")
+_VERSIONED_RE = re.compile(r"^(ENS[A-Z]*G[R]?\d{6,})\.\d+(_PAR_Y)?$")
+
+
+# --------------------------------------------------------------------------------------------
+# Restricted unpickling
+# --------------------------------------------------------------------------------------------
+def _numpy_scalar():
+    try:  # numpy >= 2
+        from numpy._core.multiarray import scalar
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core.multiarray import scalar
+    return scalar
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only the globals plain numpy-scalar dictionaries need."""
+
+    _ALLOWED: ClassVar[frozenset] = frozenset(
+        {
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
+        }
+    )
+
+    def __init__(self, file, source: str):
+        super().__init__(file)
+        self._source = source
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED:
+            return np.dtype if name == "dtype" else _numpy_scalar()
+        raise CourseInputError(
+            f"{self._source} is not a plain dictionary file and may be unsafe: it asks to load "
+            f"'{module}.{name}', which a dictionary of gene IDs and numbers never needs. "
+            "It was NOT loaded. Fix: use the plain-text (TSV/JSON) export of the dictionary, or "
+            "check the file's origin and SHA-256 checksum before using it."
+        )
+
+    def persistent_load(self, pid):  # pragma: no cover - plain dict pickles have none
+        raise CourseInputError(
+            f"{self._source} is not a plain dictionary file and may be unsafe (persistent ids). "
+            "It was NOT loaded. Fix: use the plain-text (TSV/JSON) export of the dictionary."
+        )
+
+
+def safe_load_pickle(path) -> dict:
+    """Read a pickled dictionary with a restricted unpickler.
+
+    Only ``numpy.dtype`` and ``numpy.core.multiarray.scalar`` (``numpy._core.multiarray.scalar``)
+    may be referenced; anything else (functions, classes, ``os.system`` ...) raises
+    :class:`~course_helpers._utils.CourseInputError` before it can run.
+
+    Parameters
+    ----------
+    path
+        Path of a ``.pkl`` file holding one dictionary.
+
+    Returns
+    -------
+    dict
+        The dictionary, exactly as pickled (numpy scalars stay numpy scalars).
+
+    Examples
+    --------
+    >>> import pickle, tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "d.pkl")
+    >>> with open(p, "wb") as f:
+    ...     pickle.dump({"ENSG00000141510": 2}, f)
+    >>> safe_load_pickle(p)
+    {'ENSG00000141510': 2}
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CourseInputError(f"Dictionary file not found: {path}. Fix: check the path.")
+    with open(path, "rb") as f:
+        try:
+            obj = _RestrictedUnpickler(f, source=str(path)).load()
+        except CourseInputError:
+            raise
+        except Exception as e:  # truncated / not a pickle at all
+            raise CourseInputError(
+                f"Could not read {path} as a pickled dictionary ({type(e).__name__}: {e}). "
+                "Fix: check that the file is complete, or use its TSV/JSON export."
+            ) from e
+    if not isinstance(obj, dict):
+        raise CourseInputError(
+            f"{path} holds a {type(obj).__name__}, not a dictionary. Fix: pass the token, "
+            "median or gene-name dictionary file."
+        )
+    return obj
+
+
+# --------------------------------------------------------------------------------------------
+# Plain-text readers
+# --------------------------------------------------------------------------------------------
+def _read_rows(path: Path) -> list[list[str]]:
+    delim = "," if path.suffix.lower() == ".csv" else "\t"
+    with open(path, encoding="utf-8", newline="") as f:
+        return [row for row in csv.reader(f, delimiter=delim, quoting=csv.QUOTE_NONE) if row]
+
+
+def _read_mapping(source, kind: str) -> dict:
+    """Read one dictionary (``kind`` in token/median/names) from a mapping or a file."""
+    if isinstance(source, Mapping):
+        return dict(source)
+    path = Path(source)
+    if not path.is_file():
+        raise CourseInputError(
+            f"The {kind} dictionary file does not exist: {path}. Fix: check the path."
+        )
+    suffix = path.suffix.lower()
+    if suffix == ".pkl" or suffix == ".pickle":
+        return safe_load_pickle(path)
+    if suffix == ".json":
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+        if not isinstance(obj, dict):
+            raise CourseInputError(
+                f"{path} must hold a JSON object (a dictionary), not {type(obj).__name__}."
+            )
+        return obj
+    if suffix not in (".tsv", ".txt", ".csv"):
+        raise CourseInputError(
+            f"Unknown dictionary format '{suffix}' for {path}. Fix: use .tsv, .csv, .json or .pkl."
+        )
+    rows = _read_rows(path)
+    if not rows:
+        raise CourseInputError(f"{path} is empty. Fix: pass a non-empty {kind} dictionary.")
+    header = [h.strip() for h in rows[0]]
+    cols = {h: i for i, h in enumerate(header)}
+    wanted = {
+        "token": ("ensembl_id", "token_id"),
+        "median": ("ensembl_id", "gene_median"),
+        "names": ("gene_symbol", "ensembl_id"),
+    }[kind]
+    out: dict = {}
+    if all(w in cols for w in wanted):
+        k, v = cols[wanted[0]], cols[wanted[1]]
+        for row in rows[1:]:
+            if len(row) > max(k, v) and row[v] != "":
+                out[row[k]] = row[v]
+        return out
+    if kind == "names" and "gene_symbols" in cols and "ensembl_id" in cols:  # combined vocab TSV
+        s, e = cols["gene_symbols"], cols["ensembl_id"]
+        for row in rows[1:]:
+            if len(row) > s and row[s]:
+                for sym in row[s].split(","):
+                    out[sym] = row[e]
+        return out
+    if kind == "median" and "gene_median" not in cols and "token_id" in cols:
+        raise CourseInputError(
+            f"{path} has no gene_median column. Fix: pass the gene median dictionary."
+        )
+    # two-column file, with or without a header line
+    body = rows
+    if kind in ("token", "median"):
+        try:
+            float(rows[0][1])
+        except (IndexError, ValueError):
+            body = rows[1:]
+    elif header[:2] == ["gene_symbol", "ensembl_id"] or header[0].lower() in (
+        "symbol",
+        "gene_symbol",
+    ):
+        body = rows[1:]
+    for row in body:
+        if len(row) < 2:
+            raise CourseInputError(
+                f"{path}: expected two columns (key, value) per line, got {row!r}. Fix: use the "
+                "tab-separated layout key<TAB>value, or the combined vocab TSV "
+                "(ensembl_id, token_id, gene_median, gene_symbols)."
+            )
+        if row[1] != "":
+            out[row[0]] = row[1]
+    return out
+
+
+def _as_int(v, key) -> int:
+    try:
+        f = float(v)
+        i = int(f)
+    except (TypeError, ValueError):
+        raise CourseInputError(f"Token id of {key!r} is not an integer: {v!r}.") from None
+    if i != f:
+        raise CourseInputError(f"Token id of {key!r} is not an integer: {v!r}.")
+    return i
+
+
+def _looks_ensembl(s: str) -> bool:
+    return bool(_ENSEMBL_RE.match(s))
+
+
+def _strip_version(s: str) -> str:
+    m = _VERSIONED_RE.match(s)
+    return m.group(1) if m else s
+
+
+# --------------------------------------------------------------------------------------------
+# GeneVocab
+# --------------------------------------------------------------------------------------------
+class GeneVocab:
+    """Token dictionary, gene medians and gene-name dictionary of one Geneformer model.
+
+    Build it with one of the constructors (:meth:`geneformer_v1`, :meth:`teaching`,
+    :meth:`from_tsv`, :meth:`from_files`, :meth:`from_dicts`) rather than directly.
+
+    Attributes
+    ----------
+    token_to_id : dict[str, int]
+        Ensembl ID (or special token such as ``"<pad>"``) -> token id.
+    id_to_token : dict[int, str]
+        The inverse of ``token_to_id``.
+    medians : dict[str, float]
+        Ensembl ID -> the gene's non-zero median expression in the pretraining corpus.
+    symbol_to_id : dict[str, str]
+        Gene symbol -> Ensembl ID (may include IDs that are not in the vocabulary).
+    id_to_symbol : dict[str, str]
+        Ensembl ID -> gene symbol (the first symbol if several map to one ID).
+    pad_token_id, mask_token_id, cls_token_id, eos_token_id : int or None
+        Special token ids as found in the dictionary (``None`` where absent; V1 has no
+        ``<cls>``/``<eos>``).
+    version : str
+        ``"V1"`` if the dictionary has no ``<cls>`` token, else ``"V2"``.
+
+    Examples
+    --------
+    >>> vocab = GeneVocab.from_dicts({"<pad>": 0, "<mask>": 1, "ENSG00000141510": 2},
+    ...                              {"ENSG00000141510": 2.5}, {"TP53": "ENSG00000141510"})
+    >>> vocab.pad_token_id, vocab.cls_token_id, vocab.medians["ENSG00000141510"]
+    (0, None, 2.5)
+    """
+
+    def __init__(
+        self,
+        token_to_id: Mapping[str, int],
+        medians: Mapping[str, float],
+        symbol_to_id: Mapping[str, str] | None = None,
+        *,
+        name: str = "custom",
+    ):
+        tok: dict[str, int] = {}
+        for k, v in token_to_id.items():
+            tok[str(k)] = _as_int(v, k)
+        if not tok:
+            raise CourseInputError(
+                "The token dictionary is empty. Fix: pass a non-empty dictionary."
+            )
+        id_to_token: dict[int, str] = {}
+        for k, i in tok.items():
+            if i < 0:
+                raise CourseInputError(
+                    f"Token id of {k!r} is negative ({i}). Token ids must be >= 0."
+                )
+            if i in id_to_token:
+                raise CourseInputError(
+                    f"Token id {i} is used twice ({id_to_token[i]!r} and {k!r}). "
+                    "Fix: each token needs its own id."
+                )
+            id_to_token[i] = k
+        med: dict[str, float] = {}
+        bad = []
+        for k, v in medians.items():
+            k = str(k)
+            if k not in tok:
+                continue  # medians of genes without a token are never used
+            try:
+                f = float(v)
+            except (TypeError, ValueError):
+                bad.append((k, v))
+                continue
+            if not (math.isfinite(f) and f > 0):
+                bad.append((k, v))
+                continue
+            med[k] = f
+        if bad:
+            raise CourseInputError(
+                f"{len(bad)} gene medians are not positive finite numbers (e.g. {bad[0][0]}: "
+                f"{bad[0][1]!r}). The tokenizer divides by them. Fix: use the gene median "
+                "dictionary that belongs to this token dictionary."
+            )
+        genes = [k for k in tok if not self._is_special(k)]
+        missing = [g for g in genes if g not in med]
+        if missing and len(missing) == len(genes):
+            raise CourseInputError(
+                "None of the genes in the token dictionary has a median in the gene median "
+                f"dictionary (e.g. {missing[0]}). Fix: pass the median dictionary that belongs to "
+                "this token dictionary (same model version)."
+            )
+        self.token_to_id = tok
+        self.id_to_token = dict(sorted(id_to_token.items()))
+        # keep medians in token order for a stable, readable layout
+        self.medians = {k: med[k] for k in tok if k in med}
+        self.symbol_to_id = {str(s): str(e) for s, e in (symbol_to_id or {}).items()}
+        self.id_to_symbol: dict[str, str] = {}
+        for s, e in self.symbol_to_id.items():
+            self.id_to_symbol.setdefault(e, s)
+        self.name = name
+        self.genes_without_median = missing
+
+    # -- special tokens ----------------------------------------------------------------------
+    @staticmethod
+    def _is_special(token: str) -> bool:
+        return token.startswith("<") and token.endswith(">")
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        """Special tokens (``<...>``) present in the dictionary, with their ids."""
+        return {k: v for k, v in self.token_to_id.items() if self._is_special(k)}
+
+    @property
+    def pad_token_id(self) -> int | None:
+        return self.token_to_id.get("<pad>")
+
+    @property
+    def mask_token_id(self) -> int | None:
+        return self.token_to_id.get("<mask>")
+
+    @property
+    def cls_token_id(self) -> int | None:
+        return self.token_to_id.get("<cls>")
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return self.token_to_id.get("<eos>")
+
+    @property
+    def version(self) -> str:
+        """``"V1"`` (no ``<cls>`` token) or ``"V2"``."""
+        return "V2" if "<cls>" in self.token_to_id else "V1"
+
+    @property
+    def genes(self) -> list[str]:
+        """Ensembl IDs of the gene tokens, in token-id order."""
+        return [t for t in self.id_to_token.values() if not self._is_special(t)]
+
+    def __len__(self) -> int:
+        return len(self.token_to_id)
+
+    def __contains__(self, gene) -> bool:
+        return gene in self.token_to_id
+
+    def __repr__(self) -> str:
+        return (
+            f"GeneVocab(name={self.name!r}, version={self.version!r}, tokens={len(self)}, "
+            f"genes_with_median={len(self.medians)}, symbols={len(self.symbol_to_id)})"
+        )
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, GeneVocab):
+            return NotImplemented
+        return (
+            self.token_to_id == other.token_to_id
+            and self.medians == other.medians
+            and self.symbol_to_id == other.symbol_to_id
+        )
+
+    # -- look-ups ----------------------------------------------------------------------------
+    def symbols(self, token_ids: Iterable[int]) -> list[str]:
+        """Gene symbols of token ids (the Ensembl ID where a gene has no symbol).
+
+        Special tokens come back as themselves (``"<pad>"``).
+
+        Parameters
+        ----------
+        token_ids
+            Token ids (list, numpy array or 1-D tensor).
+
+        Returns
+        -------
+        list of str
+
+        Examples
+        --------
+        >>> vocab = GeneVocab.from_dicts({"<pad>": 0, "<mask>": 1, "ENSG00000141510": 2,
+        ...                               "ENSG00000000003": 3}, {"ENSG00000141510": 2.5,
+        ...                               "ENSG00000000003": 1.0}, {"TP53": "ENSG00000141510"})
+        >>> vocab.symbols([2, 3, 0])
+        ['TP53', 'ENSG00000000003', '<pad>']
+        """
+        if isinstance(token_ids, (int, np.integer)):
+            token_ids = [token_ids]
+        out = []
+        for t in token_ids:
+            try:
+                tok = self.id_to_token[int(t)]
+            except (KeyError, TypeError, ValueError):
+                raise CourseInputError(
+                    f"Token id {t!r} is not in this vocabulary (ids {min(self.id_to_token)}–"
+                    f"{max(self.id_to_token)}). Fix: use ids produced with the same vocabulary."
+                ) from None
+            out.append(self.id_to_symbol.get(tok, tok))
+        return out
+
+    def _resolve(self, gene: str) -> str | None:
+        """Ensembl ID in the vocabulary for a symbol or Ensembl ID, or None."""
+        if gene in self.token_to_id:
+            return gene
+        stripped = _strip_version(gene)
+        if stripped in self.token_to_id:
+            return stripped
+        e = self.symbol_to_id.get(gene)
+        if e is None:
+            e = self.symbol_to_id.get(gene.upper())
+        if e is not None and e in self.token_to_id:
+            return e
+        return None
+
+    def tokens(self, genes) -> list[int]:
+        """Token ids of genes given as symbols or Ensembl IDs.
+
+        Parameters
+        ----------
+        genes
+            A gene or a list of genes; each a symbol (``"TP53"``) or an Ensembl ID
+            (``"ENSG00000141510"``, version suffixes such as ``.17`` are ignored).
+
+        Returns
+        -------
+        list of int
+
+        Raises
+        ------
+        CourseInputError
+            If a gene is not in the vocabulary.
+
+        Examples
+        --------
+        >>> vocab = GeneVocab.from_dicts({"<pad>": 0, "<mask>": 1, "ENSG00000141510": 2},
+        ...                              {"ENSG00000141510": 2.5}, {"TP53": "ENSG00000141510"})
+        >>> vocab.tokens(["TP53", "ENSG00000141510.17"])
+        [2, 2]
+        """
+        if isinstance(genes, str):
+            genes = [genes]
+        out, unknown = [], []
+        for g in genes:
+            e = self._resolve(str(g))
+            if e is None:
+                unknown.append(g)
+            else:
+                out.append(self.token_to_id[e])
+        if unknown:
+            raise CourseInputError(
+                f"{len(unknown)} gene(s) not in the {self.name} vocabulary: "
+                f"{', '.join(map(str, unknown[:5]))}{' ...' if len(unknown) > 5 else ''}. "
+                "Fix: check the spelling (human symbols are upper case), use Ensembl IDs, or "
+                "pick genes that the model knows (see vocab.genes)."
+            )
+        return out
+
+    def map_symbols(self, symbols: Iterable[str]) -> list[str | None]:
+        """Map gene symbols to Ensembl IDs with the gene-name dictionary.
+
+        Ensembl IDs pass through (without version suffix). Unknown symbols give ``None``.
+        The returned ID may lie outside the token vocabulary (the name dictionary is larger).
+
+        Examples
+        --------
+        >>> vocab = GeneVocab.from_dicts({"<pad>": 0, "<mask>": 1, "ENSG00000141510": 2},
+        ...                              {"ENSG00000141510": 2.5}, {"TP53": "ENSG00000141510"})
+        >>> vocab.map_symbols(["TP53", "NOTAGENE", "ENSG00000141510.3"])
+        ['ENSG00000141510', None, 'ENSG00000141510']
+        """
+        if isinstance(symbols, str):
+            symbols = [symbols]
+        out: list[str | None] = []
+        for s in symbols:
+            s = str(s)
+            st = _strip_version(s)
+            if _looks_ensembl(st):
+                out.append(st)
+                continue
+            e = self.symbol_to_id.get(s)
+            if e is None:
+                e = self.symbol_to_id.get(s.upper())
+            out.append(e)
+        return out
+
+    # -- writers -----------------------------------------------------------------------------
+    def to_tsv(self, path) -> Path:
+        """Write the vocabulary as one TSV (``ensembl_id, token_id, gene_median, gene_symbols``).
+
+        Rows are ordered by token id; medians are written as the shortest decimal that reads
+        back to the identical float64; special tokens have an empty median. Gene symbols that
+        map to the same ID are joined with commas. (Symbols whose ID is not in the vocabulary
+        are not written; keep the full name dictionary separately if you need them.)
+
+        Examples
+        --------
+        >>> import tempfile, os
+        >>> vocab = GeneVocab.from_dicts({"<pad>": 0, "<mask>": 1, "ENSG00000141510": 2},
+        ...                              {"ENSG00000141510": 2.5}, {"TP53": "ENSG00000141510"})
+        >>> p = vocab.to_tsv(os.path.join(tempfile.mkdtemp(), "vocab.tsv"))
+        >>> GeneVocab.from_tsv(p) == vocab
+        True
+        """
+        path = Path(path)
+        syms: dict[str, list[str]] = {}
+        for s, e in self.symbol_to_id.items():
+            if e in self.token_to_id:
+                syms.setdefault(e, []).append(s)
+        buf = io.StringIO()
+        buf.write("\t".join(TSV_COLUMNS) + "\n")
+        for i, tok in self.id_to_token.items():
+            m = self.medians.get(tok)
+            buf.write(
+                f"{tok}\t{i}\t{'' if m is None else repr(m)}\t{','.join(syms.get(tok, []))}\n"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8", newline="\n") as f:
+            f.write(buf.getvalue())
+        return path
+
+    # -- constructors ------------------------------------------------------------------------
+    @classmethod
+    def from_dicts(
+        cls, token_dictionary, gene_medians, gene_names=None, *, name="custom"
+    ) -> GeneVocab:
+        """Build a vocabulary from in-memory dictionaries.
+
+        Examples
+        --------
+        >>> GeneVocab.from_dicts({"<pad>": 0, "<mask>": 1, "<cls>": 2, "<eos>": 3,
+        ...                       "ENSG00000141510": 4}, {"ENSG00000141510": 2.5}).version
+        'V2'
+        """
+        return cls(token_dictionary, gene_medians, gene_names, name=name)
+
+    @classmethod
+    def from_files(cls, token_dictionary, gene_medians, gene_names=None, *, name=None) -> GeneVocab:
+        """Load a vocabulary from dictionary files.
+
+        Parameters
+        ----------
+        token_dictionary, gene_medians, gene_names
+            Paths (or already-loaded dicts). Accepted formats: ``.pkl`` (read with a restricted
+            unpickler that admits only numpy scalars), ``.json`` (one object), ``.tsv``/``.csv``
+            (two columns key/value, or the combined vocab TSV layout, or a ``gene_symbol,
+            ensembl_id`` table for the names).
+
+        Examples
+        --------
+        >>> vocab = GeneVocab.from_files("token_dictionary_gc30M.pkl",  # doctest: +SKIP
+        ...                              "gene_median_dictionary_gc30M.pkl",
+        ...                              "gene_name_id_dict_gc30M.pkl")
+        """
+        tok = _read_mapping(token_dictionary, "token")
+        med = _read_mapping(gene_medians, "median")
+        names = _read_mapping(gene_names, "names") if gene_names is not None else None
+        if name is None:
+            name = (
+                Path(token_dictionary).stem
+                if not isinstance(token_dictionary, Mapping)
+                else "custom"
+            )
+        return cls(tok, med, names, name=name)
+
+    @classmethod
+    def from_tsv(cls, path, gene_names=None, *, name=None) -> GeneVocab:
+        """Load the combined TSV (``ensembl_id, token_id, gene_median, gene_symbols``).
+
+        Medians are parsed with Python ``float()``, so they round-trip exactly.
+
+        Parameters
+        ----------
+        path
+            The vocabulary TSV.
+        gene_names
+            Optional full gene-name dictionary (file or dict: symbol -> Ensembl ID). Without it,
+            symbols come from the ``gene_symbols`` column.
+
+        Examples
+        --------
+        >>> vocab = GeneVocab.from_tsv(  # doctest: +SKIP
+        ...     "vocab_gc30M.tsv", "gene_name_id_gc30M.tsv")
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise CourseInputError(f"Vocabulary file not found: {path}. Fix: check the path.")
+        rows = _read_rows(path)
+        if not rows or [h.strip() for h in rows[0][:4]] != list(TSV_COLUMNS):
+            raise CourseInputError(
+                f"{path} does not have the vocabulary TSV header "
+                f"{' | '.join(TSV_COLUMNS)} (found {rows[0] if rows else 'an empty file'}). Fix: "
+                "write it with GeneVocab.to_tsv, or load separate dictionaries with "
+                "GeneVocab.from_files."
+            )
+        tok: dict[str, int] = {}
+        med: dict[str, float] = {}
+        syms: dict[str, str] = {}
+        for n, row in enumerate(rows[1:], start=2):
+            row = row + [""] * (4 - len(row))
+            e, t, m, s = row[:4]
+            tok[e] = _as_int(t, e)
+            if m != "":
+                try:
+                    med[e] = float(m)
+                except ValueError:
+                    raise CourseInputError(
+                        f"{path}, line {n}: gene_median {m!r} is not a number."
+                    ) from None
+            if s:
+                for sym in s.split(","):
+                    syms[sym] = e
+        if gene_names is not None:
+            syms = _read_mapping(gene_names, "names")
+        return cls(tok, med, syms, name=name or path.stem)
+
+    @classmethod
+    def _from_folder(cls, folder: Path, name: str) -> GeneVocab | None:
+        tsv = folder / V1_TSV_FILES["vocab"]
+        if tsv.is_file():
+            names = folder / V1_TSV_FILES["gene_names"]
+            return cls.from_tsv(tsv, names if names.is_file() else None, name=name)
+        pk = {k: folder / v for k, v in V1_PKL_FILES.items()}
+        if pk["token_dictionary"].is_file() and pk["gene_medians"].is_file():
+            return cls.from_files(
+                pk["token_dictionary"],
+                pk["gene_medians"],
+                pk["gene_names"] if pk["gene_names"].is_file() else None,
+                name=name,
+            )
+        # a folder laid out like the hub repository
+        sub = folder / "geneformer" / "gene_dictionaries_30m"
+        if sub.is_dir():
+            return cls._from_folder(sub, name)
+        return None
+
+    @classmethod
+    def geneformer_v1(cls, path=None) -> GeneVocab:
+        """The Geneformer V1 (gc30M) vocabulary: 25,424 genes plus ``<pad>``/``<mask>``.
+
+        Looks, in order, in
+
+        1. ``path`` (a folder holding ``vocab_gc30M.tsv`` [+ ``gene_name_id_gc30M.tsv``], or the
+           three ``*_gc30M.pkl`` files; the TSV is preferred),
+        2. the folder in the environment variable ``GENEFORMER_V1_DIR``,
+        3. the Hugging Face hub (``ctheodoris/Geneformer`` at the pinned
+           :data:`GENEFORMER_REVISION`, cached by ``huggingface_hub``; pickles are read with
+           the restricted unpickler).
+
+        Raises
+        ------
+        CourseInputError
+            When none of these works (e.g. offline), saying how to fix it.
+
+        Examples
+        --------
+        >>> vocab = GeneVocab.geneformer_v1("../shared/geneformer-v1")  # doctest: +SKIP
+        >>> vocab.version, len(vocab)  # doctest: +SKIP
+        ('V1', 25426)
+        """
+        how = (
+            "Fix: pass a local folder holding the V1 dictionaries "
+            "(GeneVocab.geneformer_v1('path/to/folder') with vocab_gc30M.tsv or the three "
+            "*_gc30M.pkl files), or set the environment variable GENEFORMER_V1_DIR to such a "
+            "folder, or use the course's teaching vocabulary GeneVocab.teaching()."
+        )
+        if path is not None:
+            folder = Path(path)
+            if folder.is_file():
+                folder = folder.parent
+            if not folder.is_dir():
+                raise CourseInputError(f"Geneformer V1 folder not found: {folder}. {how}")
+            v = cls._from_folder(folder, "geneformer-v1")
+            if v is None:
+                raise CourseInputError(
+                    f"No V1 dictionaries in {folder}: expected {V1_TSV_FILES['vocab']} or "
+                    f"{V1_PKL_FILES['token_dictionary']} + {V1_PKL_FILES['gene_medians']}. {how}"
+                )
+            return v
+        env = os.environ.get("GENEFORMER_V1_DIR")
+        if env:
+            folder = Path(env)
+            v = cls._from_folder(folder, "geneformer-v1") if folder.is_dir() else None
+            if v is None:
+                raise CourseInputError(
+                    f"GENEFORMER_V1_DIR={env} does not hold the V1 dictionaries "
+                    f"({V1_TSV_FILES['vocab']} or the *_gc30M.pkl files). {how}"
+                )
+            return v
+        try:
+            files = _download_v1_from_hub()
+        except Exception as e:  # offline, hub down, huggingface_hub missing ...
+            raise CourseInputError(
+                f"Could not download the Geneformer V1 dictionaries from the Hugging Face hub "
+                f"({GENEFORMER_REPO}@{GENEFORMER_REVISION[:8]}): {type(e).__name__}: {e}. {how}"
+            ) from e
+        return cls.from_files(
+            files["token_dictionary"],
+            files["gene_medians"],
+            files.get("gene_names"),
+            name="geneformer-v1",
+        )
+
+    @classmethod
+    def teaching(cls) -> GeneVocab:
+        """The vocabulary of the course's teaching model (``assets/teaching_model/vocab.tsv``).
+
+        Examples
+        --------
+        >>> vocab = GeneVocab.teaching()  # doctest: +SKIP
+        >>> vocab.version  # doctest: +SKIP
+        'V1'
+        """
+        if not _TEACHING_VOCAB.is_file():
+            raise CourseInputError(
+                f"The teaching model is not yet available: {_TEACHING_VOCAB} is missing. Fix: "
+                "reinstall course_helpers from the course repository (the file ships with it), "
+                "or use GeneVocab.geneformer_v1(...) with the real dictionaries."
+            )
+        return cls.from_tsv(_TEACHING_VOCAB, name="teaching")
+
+
+def _download_v1_from_hub() -> dict[str, str]:
+    """Download (or reuse from the cache) the V1 dictionary pickles; returns local paths."""
+    from huggingface_hub import hf_hub_download
+
+    return {
+        k: hf_hub_download(GENEFORMER_REPO, f, revision=GENEFORMER_REVISION)
+        for k, f in V1_HUB_FILES.items()
+    }
