@@ -1,0 +1,479 @@
+"""AttentionExplorer and PerturbationExplorer, driven through their Python API.
+
+A tiny random model over 30 real genes (tests/browser/tiny_model.py) keeps this fast; one test
+uses the V1 perturbation fixture model with real PBMC cells when ../shared is present.
+Redraw latency is printed (run with ``-s`` to see it), not asserted.
+"""
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from course_helpers import attention as att
+from course_helpers import perturb as pert
+from course_helpers._utils import CourseInputError
+from course_helpers.widgets import AttentionExplorer, PerturbationExplorer, _perturbed_ids
+
+HERE = Path(__file__).resolve().parent
+
+
+def _load_tiny():
+    spec = importlib.util.spec_from_file_location("ch_tiny_model", HERE / "browser" / "tiny_model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+tiny = _load_tiny()
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model, dataset, truth = tiny.make_tiny()
+    return SimpleNamespace(model=model, dataset=dataset, truth=truth, vocab=model.gene_vocab)
+
+
+@pytest.fixture(scope="module")
+def explorer(setup):
+    return AttentionExplorer(setup.model, setup.dataset, ground_truth=setup.truth, top_n=8)
+
+
+def _weights(model, ids):
+    return np.stack([a[0].numpy() for a in att.cell_attentions(model, [list(ids)])])  # (L,H,n,n)
+
+
+# --------------------------------------------------------------------------------------------
+# AttentionExplorer
+# --------------------------------------------------------------------------------------------
+def test_heatmap_equals_cell_attentions(setup, explorer):
+    ex = explorer.set(cell=2, layer=1, head=0, method="weight", top_n=6, gene="", select="rank")
+    ids = setup.dataset[2]["input_ids"]
+    A = _weights(setup.model, ids)
+    heat = ex.data()["heatmap"]
+    assert heat.shape == (6, 6)
+    np.testing.assert_allclose(heat.to_numpy(), A[1, 0, :6, :6], atol=1e-6)
+    assert list(heat.index) == setup.vocab.symbols(ids[:6]) == list(heat.columns)
+    # all layers, mean over heads
+    ex.set(layer="all", head="mean")
+    np.testing.assert_allclose(ex.data()["heatmap"].to_numpy(), A.mean(axis=(0, 1))[:6, :6],
+                               atol=1e-6)
+    assert ex.message == ""
+
+
+def test_norm_based_is_weight_times_value_norm(setup, explorer):
+    """Norm-based attention = weight x ||f(x_j)||: the ratio is constant down each key column."""
+    ex = explorer.set(cell=1, layer=0, head=1, top_n=7, gene="")
+    w = ex.set(method="weight").data()["heatmap"].to_numpy()
+    n = ex.set(method="norm").data()["heatmap"].to_numpy()
+    ratio = n / w
+    np.testing.assert_allclose(ratio, np.broadcast_to(ratio[0], ratio.shape), rtol=1e-4)
+    assert not np.allclose(ratio[0], ratio[0, 0])  # value norms differ between keys
+    assert "norm-based" in ex.title
+
+
+def test_pairs_sorted_and_planted_edges_marked(setup):
+    ex = AttentionExplorer(setup.model, setup.dataset, top_n=8, n_pairs=12, cell=0, layer=1,
+                           head=1)
+    pairs = ex.data()["pairs"]
+    assert len(pairs) == 12
+    assert pairs["attention"].is_monotonic_decreasing
+    assert not pairs["planted_edge"].any()  # no ground truth given
+    ids = setup.dataset[0]["input_ids"]
+    M = _weights(setup.model, ids)[1, 1].copy()
+    np.fill_diagonal(M, -1)
+    assert pairs["attention"].iloc[0] == pytest.approx(M.max(), abs=1e-7)
+    # a constructed ground truth: the 1st pair as query->key edge, the 3rd pair reversed
+    sym2ens = {s: e for e, s in tiny.GENES.items()}
+    q0, k0 = pairs.loc[0, ["query", "key"]]
+    q2, k2 = pairs.loc[2, ["query", "key"]]
+    edges = pd.DataFrame({"source": [sym2ens[q0], sym2ens[k2]],
+                          "target": [sym2ens[k0], sym2ens[q2]]})
+    truth = SimpleNamespace(edges=edges, tfs=[sym2ens["GATA4"]])
+    ex2 = AttentionExplorer(setup.model, setup.dataset, ground_truth=truth, top_n=8, n_pairs=12,
+                            cell=0, layer=1, head=1)
+    p2 = ex2.data()["pairs"]
+    expect = {(q0, k0), (k0, q0), (k2, q2), (q2, k2)}
+    for row in p2.itertuples():
+        assert row.planted_edge == ((row.query, row.key) in expect), row
+    assert p2.loc[0, "edge_direction"] == "query→key"
+    assert p2.loc[2, "edge_direction"] == "key→query"
+    # a plain DataFrame of edges works too, and TFs default to the edges' sources
+    ex3 = AttentionExplorer(setup.model, setup.dataset, ground_truth=edges, cell=0, layer=1,
+                            head=1, n_pairs=12)
+    assert ex3.data()["pairs"]["planted_edge"].sum() == p2["planted_edge"].sum()
+
+
+def test_heatmap_marks_follow_truth(setup, explorer):
+    ex = explorer.set(cell=0, layer="all", head="mean", top_n=8, gene="", method="weight")
+    v = ex._compute()
+    genes = list(v["heatmap"].index)
+    edges = set(zip(setup.truth.edges.source_symbol, setup.truth.edges.target_symbol))
+    for i, a in enumerate(genes):
+        for j, b in enumerate(genes):
+            assert v["marks"][i, j] == ((a, b) in edges or (b, a) in edges)
+    assert v["marks"].any()
+
+
+def test_gene_search(setup, explorer):
+    ids = setup.dataset[0]["input_ids"]
+    last = setup.vocab.symbols([ids[-1]])[0]
+    ex = explorer.set(cell=0, top_n=5, gene=last, layer=0, head=0, method="weight")
+    d = ex.data()
+    assert last in d["heatmap"].index and len(d["heatmap"]) == 5
+    assert ((d["pairs"]["query"] == last) | (d["pairs"]["key"] == last)).all()
+    assert ex.message == ""
+    fig = ex.heatmap_figure()
+    red = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_color() == "#C00000"]
+    assert red == [last]
+
+
+def test_unknown_gene_and_gene_not_in_cell_give_messages(setup, explorer):
+    ex = explorer.set(cell=0, gene="NOTAGENE1")
+    assert "NOTAGENE1" in ex.message and "vocabulary" in ex.message
+    d = ex.data()  # no exception; the view falls back to the top genes
+    assert len(d["heatmap"]) == ex.state["top_n"]
+    in_cell = set(setup.vocab.symbols(setup.dataset[0]["input_ids"]))
+    absent = next(s for s in tiny.GENES.values() if s not in in_cell)
+    ex.set(gene=absent)
+    assert absent in ex.message and "not expressed" in ex.message
+    fig = ex.figure()
+    assert absent in fig._suptitle.get_text()
+    ex.set(gene="")
+    assert ex.message == ""
+
+
+def test_empty_and_invalid_selections_keep_state(explorer):
+    ex = explorer.set(cell=0, top_n=6, layer=0, head=0, gene="")
+    before = ex.state
+    ex.set(top_n=0)
+    assert "empty selection" in ex.message and ex.state == before
+    ex.set(layer=7)
+    assert "out of range" in ex.message and ex.state == before
+    ex.set(head="first")
+    assert "head" in ex.message and ex.state == before
+    ex.set(method="magic")
+    assert "method" in ex.message
+    ex.set(cell=999)
+    assert "out of range" in ex.message and ex.state == before
+    ex.set(cell_type="neuron")
+    assert "No cells of type 'neuron'" in ex.message
+    assert len(ex.data()["heatmap"]) == 6  # still drawable
+    with pytest.raises(CourseInputError, match="unknown control"):
+        ex.set(colour="red")
+    ex.set(top_n=99)
+    assert "only" in ex.message and len(ex.data()["heatmap"]) == len(ex.cells.ids(0))
+
+
+def test_cell_by_type_and_id(setup, explorer):
+    ex = explorer.set(cell=0, top_n=6)
+    ex.set(cell_type="endothelial")
+    assert setup.dataset[ex.state["cell"]]["cell_type"] == "endothelial"
+    assert "endothelial" in ex.title
+    ex.set(cell="cell_04")
+    assert ex.state["cell"] == 4 and ex.state["cell_type"] is None  # another type clears it
+    ex.set(cell_type=None)
+
+
+def test_select_by_attention(setup, explorer):
+    ex = explorer.set(cell=3, layer=1, head="mean", top_n=5, select="attention", gene="",
+                      method="weight")
+    A = _weights(setup.model, setup.dataset[3]["input_ids"])[1].mean(0)
+    top = np.argsort(-A.sum(0), kind="stable")[:5]
+    assert list(ex.data()["genes"]["rank"]) == top.tolist()
+    ex.set(select="rank")
+
+
+def test_summary_matches_head_summary(setup, explorer):
+    ex = explorer.set(cell=5)
+    summ = ex.data()["summary"]
+    assert len(summ) == setup.model.config.num_hidden_layers * setup.model.config.num_attention_heads
+    ids = setup.dataset[5]["input_ids"]
+    tfs = [t for t in setup.vocab.tokens(tiny.TFS) if t in ids]
+    ref = att.head_summary(setup.model, [ids], tf_tokens=tfs, progress=False)
+    np.testing.assert_allclose(summ["entropy"], ref["entropy"], rtol=1e-6)
+    np.testing.assert_allclose(summ["tf_attention"], ref["tf_attention"], rtol=1e-6)
+
+
+def test_figure_contents(setup, explorer):
+    ex = explorer.set(cell=0, layer=1, head="mean", top_n=8, gene="", method="weight")
+    fig = ex.figure()
+    titles = [a.get_title() for a in fig.axes]
+    assert any("layer 1" in t and "head mean" in t for t in titles)
+    assert any("entropy" in t for t in titles) and any("TFs" in t for t in titles)
+    heat_ax = next(a for a in fig.axes if "layer 1" in a.get_title())
+    labels = [t.get_text() for t in heat_ax.get_xticklabels()]
+    assert labels == setup.vocab.symbols(setup.dataset[0]["input_ids"][:8])
+    # keyword arguments go through set()
+    fig2 = ex.figure(layer=0, head=1)
+    assert any("layer 0 · head 1" in a.get_title() for a in fig2.axes)
+
+
+def test_bertviz_view(explorer):
+    ex = explorer.set(cell=0, top_n=5, layer="all", head="mean")
+    html = ex.bertviz("head").data
+    for g in ex.data()["heatmap"].index:
+        assert g in html
+    assert ex.bertviz("model").data
+    with pytest.raises(CourseInputError):
+        ex.bertviz("neuron")
+
+
+def test_widget_updates_and_latency(setup, explorer, capsys):
+    ex = explorer.set(cell=0, cell_type=None, layer="all", head="mean", method="weight",
+                      top_n=10, gene="", select="rank")
+    w = ex.widget
+    assert "ch-explorer" in w._dom_classes
+    before_png, before_title = ex._heat_w.value, ex._title_w.value
+    times = []
+    for layer in (1, 0, "all", 1):
+        t0 = time.perf_counter()
+        ex._w["layer"].value = layer
+        times.append(time.perf_counter() - t0)
+    assert "layer 1" in ex._title_w.value and ex._title_w.value != before_title
+    assert ex._heat_w.value != before_png
+    ex._w["method"].value = "norm"
+    ex._w["head"].value = 1
+    assert "norm-based" in ex._title_w.value and ex.state["head"] == 1
+    # cell-type filter narrows the cell dropdown
+    ex._w["cell_type"].value = "fibroblast"
+    assert all("fibroblast" in label for label, _ in ex._w["cell"].options)
+    assert setup.dataset[ex.state["cell"]]["cell_type"] == "fibroblast"
+    # unknown gene in the search box: message in the widget, no exception
+    ex._w["gene"].value = "NOTAGENE1"
+    assert "NOTAGENE1" in ex._msg_w.value
+    ex._w["gene"].value = ""
+    assert "ok" in ex._msg_w.value
+    with capsys.disabled():
+        print(f"\n[bench] AttentionExplorer redraw after a layer change (tiny model, cached "
+              f"cell): median {np.median(times[1:]):.3f} s, max {max(times):.3f} s; "
+              f"last_redraw_s={ex.last_redraw_s:.3f}")
+
+
+def test_display_bundle(explorer, monkeypatch):
+    import IPython.display
+
+    ex = explorer.set(cell=0, top_n=6, gene="")
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append((obj, kw)))
+    monkeypatch.delenv("COURSE_STATIC_WIDGETS", raising=False)
+    ex._ipython_display_()
+    bundle, kw = shown[-1]
+    assert kw.get("raw") is True
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["image/png"] and "AttentionExplorer(" in bundle["text/plain"]
+    monkeypatch.setenv("COURSE_STATIC_WIDGETS", "1")
+    ex.show()
+    from matplotlib.figure import Figure
+
+    fig = shown[-1][0]
+    assert isinstance(fig, Figure) and fig._repr_png_()[:4] == b"\x89PNG"  # any backend
+
+
+def test_anndata_input(setup):
+    import anndata as ad
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    genes = list(tiny.GENES)
+    X = rng.poisson(2.0, size=(6, len(genes))).astype(np.float32)
+    X[:, 0] += 20
+    obs = pd.DataFrame({"cell_id": [f"c{i}" for i in range(6)],
+                        "cell_type": ["a", "b"] * 3, "n_counts": X.sum(1)},
+                       index=[f"c{i}" for i in range(6)])
+    adata = ad.AnnData(sp.csr_matrix(X), obs=obs,
+                       var=pd.DataFrame({"ensembl_id": genes}, index=genes))
+    ex = AttentionExplorer(setup.model, adata, top_n=4)
+    assert ex.cells.n == 6 and ex.data()["heatmap"].shape == (4, 4)
+    assert ex.data()["heatmap"].index[0] == "GATA4"
+    assert "c0 (a)" in ex.title
+
+
+def test_v1_fixture_model(perturb_fixture_dir, v1_dir):
+    """Real V1 vocabulary and PBMC cells: symbols on the axes, maps equal cell_attentions."""
+    from course_helpers.model import load_model
+    from course_helpers.vocab import GeneVocab
+
+    vocab = GeneVocab.from_tsv(v1_dir / "vocab_gc30M.tsv")
+    # default (SDPA) attention: the explorer switches to eager attention where it needs weights
+    model = load_model(str(perturb_fixture_dir / "model"), vocab=vocab, device="cpu")
+    cells = pd.read_parquet(perturb_fixture_dir / "cells.parquet")
+    ex = AttentionExplorer(model, cells, top_n=12, cell="cell_0012", layer=3, head=2)
+    assert "cell_0012 (CD19+ B)" in ex.title
+    ids = list(cells.set_index("cell_id").loc["cell_0012", "input_ids"])
+    A = _weights(model, ids)
+    np.testing.assert_allclose(ex.data()["heatmap"].to_numpy(), A[3, 2, :12, :12], atol=1e-6)
+    assert list(ex.data()["heatmap"].index) == vocab.symbols(ids[:12])
+    t0 = time.perf_counter()
+    ex.set(layer=4, head="mean")
+    ex.figure()
+    print(f"\n[bench] V1 fixture ({len(ids)} genes): set + figure {time.perf_counter() - t0:.3f} s")
+    ex.set(cell_type="CD14+ Monocyte")
+    assert cells.loc[ex.state["cell"], "cell_type"] == "CD14+ Monocyte"
+
+
+# --------------------------------------------------------------------------------------------
+# PerturbationExplorer
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pex(setup):
+    return PerturbationExplorer(setup.model, setup.dataset, "state", start_state="diseased",
+                                goal_state="healthy", genes=["GATA4"], n_cells=4, n_random=6,
+                                max_cells_per_state=8)
+
+
+def test_perturbation_effects_match_perturb_module(setup, pex):
+    d = pex.set(genes=["GATA4"], perturb_type="delete", cells="diseased",
+                goal_state="healthy").data()
+    eff = d["effects"]
+    assert len(eff) > 0 and set(eff["perturbed_gene"]) == {"GATA4"}
+    rows = [int(r) for r in d["map"]["row"]]
+    assert all(setup.dataset[r]["state"] == "diseased" for r in rows)
+    ref = pert.in_silico_perturb(
+        setup.model, setup.dataset, "delete", genes=["GATA4"], cells=rows, progress=False,
+        cell_states={"state_key": "state", "start_state": "diseased", "goal_state": "healthy",
+                     "alt_states": []})
+    ref = ref[ref["state"] == "healthy"].reset_index(drop=True)
+    np.testing.assert_allclose(eff["effect"].to_numpy(), ref["shift"].to_numpy(), atol=1e-6)
+    assert list(eff["cell_id"]) == list(ref["cell_id"])
+    # random genes: same cells, never the chosen gene
+    null = d["null"]
+    assert len(null) > 0 and "GATA4" not in set(null["perturbed_gene"])
+    assert set(null["cell_id"]) <= set(eff["cell_id"]) | set(d["map"]["cell_id"])
+    summ = d["summary"]
+    assert list(summ["gene"]) == ["GATA4"]
+    assert summ.loc[0, "mean_effect"] == pytest.approx(eff["effect"].mean())
+    assert {"null_mean_effect", "random_genes_beaten", "p_value_vs_random"} <= set(summ)
+
+
+def test_perturbation_map_and_moved_genes(setup, pex):
+    from course_helpers.embed import embed_cells
+
+    d = pex.set(genes=["GATA4"], perturb_type="delete").data()
+    m = d["map"]
+    assert len(m) == len(set(d["effects"]["cell_id"]))
+    assert not np.allclose(m[["pc1_before", "pc2_before"]].to_numpy(),
+                           m[["pc1_after", "pc2_after"]].to_numpy())
+    # "after" = the cell without GATA4, embedded and projected on the same PCA
+    r = int(m["row"].iloc[0])
+    ids = setup.dataset[r]["input_ids"]
+    tok = setup.vocab.tokens(["GATA4"])[0]
+    e = embed_cells(setup.model, [[t for t in ids if t != tok]], progress=False)
+    xy = pex._background()[2].transform(e)[0]
+    np.testing.assert_allclose(xy, m[["pc1_after", "pc2_after"]].iloc[0], atol=1e-5)
+    moved = d["moved_genes"]
+    assert moved["mean_change"].is_monotonic_decreasing and "GATA4" not in set(moved["gene"])
+
+
+def test_perturbation_synergy_two_genes(pex):
+    d = pex.set(genes=["GATA4", "TBX5"]).data()
+    syn = d["synergy"]
+    assert list(syn["condition"]) == ["GATA4", "TBX5", "GATA4 + TBX5 together",
+                                      "expected (additive)"]
+    assert syn.loc[3, "mean"] == pytest.approx(syn.loc[0, "mean"] + syn.loc[1, "mean"])
+    per_cell = syn.attrs["per_cell"]
+    assert syn.attrs["synergy_mean"] == pytest.approx(per_cell["synergy"].mean())
+    assert set(d["summary"]["gene"]) == {"GATA4", "TBX5"}
+    fig = pex.figure()
+    titles = [a.get_title() for a in fig.axes]
+    assert any("synergy" in t for t in titles) and any("PCA" in t for t in titles)
+    assert any("shift towards 'healthy'" in t for t in titles)
+    bar_ax = next(a for a in fig.axes if "move most" in a.get_title())
+    assert {t.get_text() for t in bar_ax.get_yticklabels()} <= set(tiny.GENES.values())
+    assert "delete GATA4, TBX5" in fig._suptitle.get_text()
+
+
+def test_perturbation_messages_not_exceptions(pex):
+    pex.set(genes=["NOTAGENE1"])
+    assert "NOTAGENE1" in pex.message and "vocabulary" in pex.message
+    d = pex.data()
+    assert all(t.empty for t in d.values())
+    assert "at least one gene" in pex.message
+    assert pex.figure().axes  # a message figure, not an error
+    pex.set(genes=["GATA4", "NOTAGENE1"])
+    assert pex.state["genes"] == ["GATA4"] and "NOTAGENE1" in pex.message
+    pex.set(genes=[])
+    assert "Choose at least one gene" in pex.message
+    before = pex.state
+    pex.set(n_cells=0)
+    assert "empty selection" in pex.message and pex.state == before
+    pex.set(cells="nowhere")
+    assert "No cells with state == 'nowhere'" in pex.message
+    pex.set(perturb_type="knockdown")
+    assert "perturb_type" in pex.message
+    # a gene that no chosen cell expresses cannot be deleted
+    pex.set(genes=["VWF"], cells="diseased", perturb_type="delete")
+    in_diseased = any("VWF" in pex.vocab.symbols(pex.cells.ids(i))
+                      for i in range(pex.cells.n) if pex._states_col[i] == "diseased")
+    if not in_diseased:
+        assert "nothing can be deleted" in pex.message
+    with pytest.raises(CourseInputError):
+        PerturbationExplorer(pex.model, pex.cells.dataset, "state", start_state="zombie")
+    with pytest.raises(CourseInputError, match="no column"):
+        PerturbationExplorer(pex.model, pex.cells.dataset, "condition")
+
+
+def test_perturbation_overexpress_without_goal(setup):
+    ex = PerturbationExplorer(setup.model, setup.dataset, "cell_type", start_state="fibroblast",
+                              genes="CDH5", perturb_type="overexpress", n_cells=3, n_random=3,
+                              max_cells_per_state=8)
+    d = ex.data()
+    assert set(d["effects"]["cell_id"]) <= {setup.dataset[i]["cell_id"]
+                                            for i in range(len(setup.dataset))
+                                            if setup.dataset[i]["cell_type"] == "fibroblast"}
+    np.testing.assert_allclose(d["effects"]["effect"], 1 - d["effects"]["cos_sim"])
+    assert "embedding change" in ex._effect_label()
+    fig = ex.figure()
+    assert any("summary" in a.get_title() for a in fig.axes)
+
+
+def test_perturbed_ids_rules(setup):
+    v = setup.vocab
+    ids = np.array([5, 6, 7, 8])
+    assert _perturbed_ids(ids, [7], "delete", v, None).tolist() == [5, 6, 8]
+    assert _perturbed_ids(ids, [8, 6], "overexpress", v, None).tolist() == [6, 8, 5, 7]
+    assert _perturbed_ids(ids, [9, 7], "overexpress", v, 4).tolist() == [7, 9, 5, 6]
+
+
+def test_perturbation_widget(pex):
+    ex = pex.set(genes=["GATA4"], perturb_type="delete", cells="diseased", goal_state="healthy")
+    t0 = time.perf_counter()
+    w = ex.widget
+    print(f"\n[bench] PerturbationExplorer widget build + draw (tiny model, results cached): "
+          f"{time.perf_counter() - t0:.2f} s")
+    assert "ch-explorer" in w._dom_classes
+    assert ex._fig_w.value[:4] == b"\x89PNG" and "GATA4" in ex._table_w.value
+    ex._w["gene_box"].value = "TBX5"
+    assert ex._w["genes"].value == ["GATA4", "TBX5"] and ex.state["genes"] == ["GATA4", "TBX5"]
+    assert "press Run" in ex._msg_w.value
+    ex._w["gene_box"].value = "NOTAGENE1"
+    assert "NOTAGENE1" in ex._msg_w.value and ex.state["genes"] == ["GATA4", "TBX5"]
+    ex._w["goal_state"].value = "(none)"
+    assert ex.state["goal_state"] is None
+
+
+def test_perturbation_with_precomputed_embeddings(setup):
+    from course_helpers.embed import embed_cells, state_embeddings
+
+    emb = embed_cells(setup.model, setup.dataset, progress=False)
+    ex = PerturbationExplorer(setup.model, setup.dataset, "state", start_state="diseased",
+                              goal_state="healthy", genes=["GATA4"], n_cells=2, n_random=0,
+                              embeddings=emb)
+    ref = state_embeddings(setup.model, setup.dataset, "state", progress=False)
+    got = ex._state_embs()
+    for st in ("diseased", "healthy"):
+        np.testing.assert_allclose(got[st], ref[st], atol=1e-5)
+    d = ex.data()
+    assert d["null"].empty and "null_mean_effect" not in d["summary"]
+    assert len(d["effects"]) > 0
+    with pytest.raises(CourseInputError, match="embeddings has shape"):
+        PerturbationExplorer(setup.model, setup.dataset, "state", embeddings=emb[:3])
+    bad = PerturbationExplorer(setup.model, setup.dataset, "state", start_state="diseased",
+                               goal_state="healthy", genes=["GATA4"], n_cells=2, n_random=0,
+                               state_embs={"healthy": ref["healthy"]})
+    assert bad.data()["effects"].empty and "state_embs has no vector" in bad.message
