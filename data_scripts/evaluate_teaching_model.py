@@ -1,0 +1,619 @@
+"""Evaluate the teaching model and write its model card (every number on the card comes from here).
+
+    python data_scripts/evaluate_teaching_model.py --model course_helpers/assets/teaching_model
+
+Reads ``training_log.json`` (written by ``pretrain_teaching_model.py``) for the hyper-parameters,
+loss curves and the held-out cell ids, then measures:
+
+1. **Masked-gene prediction** on the held-out *test* cells of the pretraining tissue (never seen in
+   training): 15 % of each cell's genes replaced by ``<mask>`` (fixed seed); top-1 / top-10
+   accuracy of the model (``<pad>``/``<mask>`` excluded from the predictions) against
+   *position-frequency baselines*: predict the gene(s) most often found at that rank position,
+   counted on the same test cells (so the baseline even sees the answers' distribution), and a
+   stronger variant that also skips genes still visible in the cell. Also on the chapter split.
+2. **Cell-type separability**: 5-fold stratified k-nearest-neighbour accuracy (k = 10) of the
+   cell type from mean-pooled layer -1 (second-to-last) embeddings
+   (``course_helpers.embed.embed_cells``) vs the same classifier on 50 PCA components of
+   log-normalised counts (``normalize_total(1e4)`` + ``log1p``), on the test cells; the same for
+   healthy vs diseased within the disease cell type.
+3. **Planted truth as the model sees it**: on the chapter split's cells of the disease cell type,
+   delete the disease driver's token in diseased cells and measure the shift towards the healthy
+   state (``course_helpers.perturb.in_silico_perturb`` with cell states); compare with deleting
+   random expressed genes (``random_gene_null``): the driver's mean shift, its percentile among the
+   random genes' mean shifts, and a one-sided Mann-Whitney rank-sum p-value of the driver's
+   per-cell shifts against all random-gene per-cell shifts.
+
+Writes ``MODEL_CARD.md`` and ``model_card.png`` into the model folder and adds an ``evaluation``
+section to ``training_log.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+MASK_PROB = 0.15
+KNN_K = 10
+N_PCS = 50
+TOP_K = 10
+
+
+# --------------------------------------------------------------------------------------------
+# masked-gene prediction
+# --------------------------------------------------------------------------------------------
+def make_masks(input_ids: list[np.ndarray], seed: int, mask_prob: float = MASK_PROB):
+    """Fixed masks: boolean array per cell, >= 1 masked gene per cell."""
+    rng = np.random.default_rng(seed)
+    masks = []
+    for x in input_ids:
+        m = rng.random(len(x)) < mask_prob
+        if not m.any():
+            m[rng.integers(len(x))] = True
+        masks.append(m)
+    return masks
+
+
+def model_topk(model, input_ids, masks, mask_id: int, n_special: int = 2, batch_size: int = 32,
+               k: int = TOP_K, progress: bool = True):
+    """Top-k predicted tokens at every masked position, cell by cell (list of (n_masked, k))."""
+    import torch
+
+    from course_helpers._utils import progress as bar
+    from course_helpers.model import length_sorted_batches, pad_batch
+
+    dev = next(model.parameters()).device
+    out: list = [None] * len(input_ids)
+    lengths = np.array([len(x) for x in input_ids])
+    for b in bar(length_sorted_batches(lengths, batch_size), enabled=progress,
+                 desc="masked-gene prediction"):
+        seqs = []
+        for i in b:
+            x = np.array(input_ids[i], dtype=np.int64)
+            x[masks[i]] = mask_id
+            seqs.append(x)
+        ids, att = pad_batch(seqs, 0, dev)
+        sel = torch.zeros_like(ids, dtype=torch.bool)
+        for r, i in enumerate(b):
+            sel[r, : len(masks[i])] = torch.from_numpy(masks[i])
+        with torch.inference_mode():
+            h = model.bert(input_ids=ids, attention_mask=att).last_hidden_state
+            logits = model.cls(h[sel])
+            logits[:, :n_special] = -torch.inf
+            top = logits.topk(k, dim=-1).indices.cpu().numpy()
+        counts = [int(m.sum()) for m in (masks[i] for i in b)]
+        for i, chunk in zip(b, np.split(top, np.cumsum(counts)[:-1])):
+            out[i] = chunk
+    return out
+
+
+def position_baseline(input_ids, masks, max_len: int, k: int = TOP_K, exclude_visible=False):
+    """Top-k tokens at each masked position from position-specific gene frequencies.
+
+    Frequencies are counted over all positions of ``input_ids`` (the evaluation cells
+    themselves). With ``exclude_visible`` genes still visible (unmasked) in the cell are skipped.
+    """
+    from collections import Counter
+
+    counters = [Counter() for _ in range(max_len)]
+    for x in input_ids:
+        for p, t in enumerate(x):
+            counters[p][int(t)] += 1
+    ranked = [[t for t, _ in c.most_common()] for c in counters]
+    preds = []
+    for x, m in zip(input_ids, masks):
+        visible = set(np.asarray(x)[~m].tolist()) if exclude_visible else set()
+        rows = []
+        for p in np.flatnonzero(m):
+            cand = [t for t in ranked[p] if t not in visible][:k]
+            cand += [-1] * (k - len(cand))
+            rows.append(cand)
+        preds.append(np.array(rows, dtype=np.int64).reshape(-1, k))
+    return preds
+
+
+def accuracy(preds, input_ids, masks, k_list=(1, TOP_K)):
+    truth = np.concatenate([np.asarray(x)[m] for x, m in zip(input_ids, masks)])
+    P = np.concatenate(preds)
+    res = {f"top{k}": float((P[:, :k] == truth[:, None]).any(1).mean()) for k in k_list}
+    res["n_masked"] = len(truth)
+    return res, P, truth
+
+
+def accuracy_by_position(P, truth, positions, bins):
+    hit1 = P[:, 0] == truth
+    hit10 = (P == truth[:, None]).any(1)
+    out = []
+    for lo, hi in itertools.pairwise(bins):
+        s = (positions >= lo) & (positions < hi)
+        out.append({"from": int(lo), "to": int(hi), "n": int(s.sum()),
+                    "top1": float(hit1[s].mean()) if s.any() else None,
+                    "top10": float(hit10[s].mean()) if s.any() else None})
+    return out
+
+
+def masked_gene_eval(model, ds, seed, progress):
+    ids = [np.asarray(x, dtype=np.int64) for x in ds["input_ids"]]
+    masks = make_masks(ids, seed)
+    max_len = max(len(x) for x in ids)
+    mdl = model_topk(model, ids, masks, model.gene_vocab.mask_token_id, progress=progress)
+    base = position_baseline(ids, masks, max_len)
+    base_vis = position_baseline(ids, masks, max_len, exclude_visible=True)
+    pos = np.concatenate([np.flatnonzero(m) for m in masks])
+    bins = np.array([0, 25, 50, 100, 200, 400, max_len + 1])
+    out = {"n_cells": len(ids), "mask_seed": seed}
+    for name, pr in (("model", mdl), ("position_baseline", base),
+                     ("position_baseline_excl_visible", base_vis)):
+        acc, P, truth = accuracy(pr, ids, masks)
+        acc["by_position"] = accuracy_by_position(P, truth, pos, bins)
+        out[name] = acc
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# separability
+# --------------------------------------------------------------------------------------------
+def knn_cv(X, y, seed=0):
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    cv = StratifiedKFold(5, shuffle=True, random_state=seed)
+    s = cross_val_score(KNeighborsClassifier(KNN_K), X, y, cv=cv)
+    return {"mean": float(s.mean()), "sd": float(s.std()), "folds": [float(v) for v in s]}
+
+
+def pca_lognorm(adata, n_comps=N_PCS, seed=0):
+    import scipy.sparse as sp
+    from sklearn.decomposition import PCA
+
+    X = sp.csr_matrix(adata.X, dtype=np.float64)
+    n = np.asarray(adata.obs["n_counts"], dtype=np.float64)
+    X = sp.diags(1e4 / n) @ X
+    X.data = np.log1p(X.data)
+    n_comps = min(n_comps, X.shape[0] - 1, X.shape[1])
+    return PCA(n_comps, random_state=seed).fit_transform(X.toarray())
+
+
+# --------------------------------------------------------------------------------------------
+# perturbation sanity check
+# --------------------------------------------------------------------------------------------
+def driver_check(model, adata, gt, n_random, max_cells, seed, progress):
+    from scipy.stats import mannwhitneyu
+
+    from course_helpers.perturb import in_silico_perturb, random_gene_null
+    from course_helpers.tokenize import tokenize
+
+    dis = gt.disease
+    ct = dis["cell_type"]
+    sub = adata[(adata.obs["cell_type"] == ct).to_numpy()
+                & ~adata.obs["low_quality"].to_numpy().astype(bool)].copy()
+    ds = tokenize(sub, model.gene_vocab, cell_attrs=("cell_id", "state"),
+                  model_input_size=model.config.max_position_embeddings, progress=progress)
+    states = {"state_key": "state", "start_state": dis["diseased_state"],
+              "goal_state": dis["healthy_state"], "alt_states": []}
+    driver = gt.disease_drivers[0]
+    sym = gt.symbols([driver])[0]
+    drv = in_silico_perturb(model, ds, "delete", genes=[driver], cell_states=states,
+                            max_cells=max_cells, seed=seed, progress=progress)
+    drv = drv[drv["state"] == dis["healthy_state"]]
+    null = random_gene_null(model, ds, n_genes=n_random, seed=seed, cell_states=states,
+                            exclude=[driver], max_cells=max_cells, progress=progress)
+    null = null[null["state"] == dis["healthy_state"]]
+    gene_means = null.groupby("perturbed_token")["shift"].mean()
+    d_shift = drv["shift"].to_numpy()
+    p = mannwhitneyu(d_shift, null["shift"].to_numpy(), alternative="greater").pvalue
+    n_dis = int(sum(s == dis["diseased_state"] for s in ds["state"]))
+    # rank-matched null: deleting an early gene moves every later gene up one place, so compare
+    # with random-gene deletions at similar rank positions too
+    lo, hi = np.percentile(drv["rank_index"].to_numpy(), [10, 90])
+    matched = null[(null["rank_index"] >= lo) & (null["rank_index"] <= hi)]
+    p_matched = (mannwhitneyu(d_shift, matched["shift"].to_numpy(), alternative="greater").pvalue
+                 if len(matched) else float("nan"))
+    return {
+        "split": "chapter", "cell_type": ct, "n_cells_of_type": len(ds),
+        "n_diseased_cells": n_dis, "max_cells": max_cells,
+        "driver": driver, "driver_symbol": sym,
+        "n_cells_with_driver": len(d_shift),
+        "driver_mean_rank_index": float(drv["rank_index"].mean()),
+        "driver_mean_shift": float(d_shift.mean()),
+        "n_random_genes": len(gene_means),
+        "n_random_rows": len(null),
+        "random_gene_mean_shifts": [float(v) for v in gene_means.to_numpy()],
+        "random_median_of_means": float(np.median(gene_means)),
+        "random_max_of_means": float(gene_means.max()),
+        "driver_percentile": float((gene_means.to_numpy() < d_shift.mean()).mean() * 100),
+        "driver_rank": int((gene_means.to_numpy() >= d_shift.mean()).sum() + 1),
+        "ranksum_p_one_sided": float(p),
+        "random_mean_rank_index": float(null["rank_index"].mean()),
+        "rank_matched_range": [float(lo), float(hi)],
+        "rank_matched_n_rows": len(matched),
+        "rank_matched_mean_shift": float(matched["shift"].mean()) if len(matched) else None,
+        "rank_matched_frac_below_driver_mean": float((matched["shift"] < d_shift.mean()).mean())
+        if len(matched) else None,
+        "rank_matched_ranksum_p_one_sided": float(p_matched),
+        "seed": seed,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# figure and card
+# --------------------------------------------------------------------------------------------
+def make_figure(log, ev, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(2, 2, figsize=(11, 8.5))
+    tc, vc = log["train_curve"], log["val_curve"]
+    a = ax[0, 0]
+    a.plot(tc["step"], tc["train_loss"], lw=1, color="C0", label="train (mean of 10 steps)")
+    a.plot(vc["step"], vc["val_loss"], "o-", ms=3, color="C1", label="validation")
+    a.set_xlabel("step"); a.set_ylabel("masked-gene cross-entropy")
+    a.axhline(np.log(log["corpus"]["n_gene_tokens"]), ls=":", color="grey",
+              label="uniform guess")
+    a.set_title("a  Pretraining loss"); a.legend(frameon=False)
+
+    a = ax[0, 1]
+    mg = ev["masked_gene_test"]
+    names = ["model", "position_baseline", "position_baseline_excl_visible"]
+    labels = ["teaching model", "position-frequency\nbaseline", "baseline, visible\ngenes skipped"]
+    x = np.arange(len(names))
+    for j, (k, c) in enumerate((("top1", "C0"), ("top10", "C2"))):
+        vals = [mg[n][k] for n in names]
+        bars = a.bar(x + (j - 0.5) * 0.38, vals, 0.38, color=c, label=k.replace("top", "top-"))
+        for b_, v in zip(bars, vals):
+            a.text(b_.get_x() + b_.get_width() / 2, v + 0.01, f"{v:.2f}", ha="center", fontsize=8)
+    top = max(mg[n]["top10"] for n in names)
+    a.set_xticks(x, labels, fontsize=8); a.set_ylim(0, min(1.0, top * 1.25 + 0.02))
+    a.set_ylabel("accuracy")
+    a.set_title(f"b  Held-out masked-gene prediction ({mg['model']['n_masked']:,} genes)")
+    a.legend(frameon=False)
+
+    a = ax[1, 0]
+    sep = ev["separability"]
+    groups = [("cell type", "cell_type"), ("healthy vs diseased\n(" + sep["state_cell_type"] + ")",
+                                           "state")]
+    x = np.arange(len(groups))
+    for j, (rep, c, lab) in enumerate((("model", "C0", "teaching-model embedding (layer -1)"),
+                                       ("pca", "C7", f"PCA {N_PCS} of log-normalised counts"))):
+        vals = [sep[g][rep]["mean"] for _, g in groups]
+        err = [sep[g][rep]["sd"] for _, g in groups]
+        bars = a.bar(x + (j - 0.5) * 0.38, vals, 0.38, yerr=err, color=c, label=lab)
+        for b_, v in zip(bars, vals):
+            a.text(b_.get_x() + b_.get_width() / 2, min(v + 0.02, 1.02), f"{v:.3f}", ha="center",
+                   fontsize=8)
+    a.set_xticks(x, [g for g, _ in groups]); a.set_ylim(0, 1.1)
+    a.set_ylabel(f"{KNN_K}-NN accuracy (5-fold)")
+    a.set_title("c  Separability of held-out cells"); a.legend(frameon=False, fontsize=8,
+                                                             loc="lower left")
+
+    a = ax[1, 1]
+    dc = ev["driver_check"]
+    a.hist(dc["random_gene_mean_shifts"], bins=30, color="C7",
+           label=f"{dc['n_random_genes']} random expressed genes")
+    a.axvline(dc["driver_mean_shift"], color="C3", lw=2,
+              label=f"{dc['driver_symbol']} (driver): percentile {dc['driver_percentile']:.0f}")
+    a.set_xlabel("mean shift towards healthy (cosine)"); a.set_ylabel("genes")
+    a.set_title(f"d  Deleting genes in diseased {dc['cell_type']}s"); a.legend(frameon=False,
+                                                                               fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def fmt_p(p):
+    return f"{p:.2g}" if p >= 1e-300 else "< 1e-300"
+
+
+def write_card(log, ev, cfg, folder: Path):
+    hp, co, tr = log["hyperparameters"], log["corpus"], log["training"]
+    mg, mc = ev["masked_gene_test"], ev["masked_gene_chapter"]
+    sep, dc = ev["separability"], ev["driver_check"]
+    size_mb = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 1e6
+    w_min = tr["train_wall_s"] / 60
+    cpu_min = tr.get("train_cpu_s", float("nan")) / 60
+    la0 = tr.get("loadavg_start") or [float("nan")] * 3
+    la1 = tr.get("loadavg_end") or [float("nan")] * 3
+    vc = log["val_curve"]
+
+    def row(name, d):
+        return f"| {name} | {d['top1']:.3f} | {d['top10']:.3f} |"
+
+    def pos_table(d):
+        header = ("| rank positions | genes | model top-1 | baseline top-1 | model top-10 | "
+                  "baseline top-10 |")
+        lines = [header, "|---|---|---|---|---|---|"]
+        for m, b in zip(d["model"]["by_position"], d["position_baseline"]["by_position"]):
+            if not m["n"]:
+                continue
+            lines.append(f"| {m['from']}-{m['to'] - 1} | {m['n']:,} | {m['top1']:.3f} | "
+                         f"{b['top1']:.3f} | {m['top10']:.3f} | {b['top10']:.3f} |")
+        return "\n".join(lines)
+
+    tissue = co.get("tissue", {})
+    text = f"""# Model card: the course's teaching model
+
+A small **Geneformer-V1-recipe** model pretrained on the course's simulated teaching tissue. It is
+the offline default of every chapter (`load_model("teaching")`). It is *not* Geneformer: it has
+never seen a real cell, it knows only the {co['n_gene_tokens']:,} genes of the teaching tissue,
+and it is about {cfg['n_params'] / 1e6:.1f} M parameters instead of ~10 M (V1) or 104-316 M (V2).
+It exists so that every attention map and perturbation score in the course can be checked
+against a known truth.
+
+All numbers on this card were written by `data_scripts/evaluate_teaching_model.py`
+({time.strftime('%Y-%m-%d')}); the training numbers come from `training_log.json`.
+
+## Reproduce
+
+```bash
+python data_scripts/pretrain_teaching_model.py --out course_helpers/assets/teaching_model
+python data_scripts/evaluate_teaching_model.py --model course_helpers/assets/teaching_model
+```
+
+Seeded (seed {hp['seed']}); on CPU the run is deterministic up to floating-point
+reduction order, which can differ across machines, thread counts and library versions. It uses a
+GPU when one is present (faster; numbers then differ slightly).
+
+## Files
+
+| file | content |
+|---|---|
+| `config.json` | `BertConfig` (+ `model_input_size`, `model_version: "teaching"`) |
+| `model.safetensors` | float32 weights (word embeddings tied to the MLM decoder) |
+| `vocab.tsv` | vocabulary and gene medians (`ensembl_id, token_id, gene_median, gene_symbols`) |
+| `training_log.json` | hyper-parameters, split cell ids, loss curves, timings, evaluation |
+| `MODEL_CARD.md`, `model_card.png` | this card and its figure |
+
+Folder size: {size_mb:.1f} MB.
+
+## Data
+
+- **Corpus**: `load_tissue("pretrain")`, {co['n_cells_total']:,} simulated heart cells over
+  {co['n_genes_in_tissue']:,} real human genes (tissue design `{tissue.get('design_fingerprint', '?')}`,
+  simulation seed {tissue.get('seed', '?')}). The {co['n_low_quality_dropped']:,} cells flagged
+  `low_quality` were removed, as Genecorpus-30M was quality-filtered.
+- **Split** (seeded permutation): {co['n_train']:,} training cells, {co['n_val']:,} validation
+  cells (the first {co['n_val_loss_cells']} give the validation-loss curve), {co['n_test']:,}
+  test cells (used only for this card). Their cell ids are in `training_log.json`.
+- **Vocabulary and medians, the Geneformer way**: for each gene the median of
+  `count / n_counts * 10,000` over the *training* cells where the gene is non-zero
+  (`course_helpers.data.nonzero_medians`). Tokens: `<pad>` = 0, `<mask>` = 1, then
+  {co['n_gene_tokens']:,} genes in Ensembl-ID order ({co['n_undetected_genes']} genes never
+  detected and left out).
+- **Tokens**: `course_helpers.tokenize.tokenize(..., model_version="V1")`: rank-value encoding,
+  no special tokens. Input size {hp['input_size']} (= `max_position_embeddings`): the longest
+  corpus cell has {co['length_max_full']} detected genes, so
+  {co['frac_cells_truncated']:.1%} of cells are truncated; median length
+  {co['length_median_full']:.0f} genes.
+
+## Architecture and training
+
+| | teaching model | Geneformer V1-10M |
+|---|---|---|
+| class | `BertForMaskedLM` | `BertForMaskedLM` |
+| layers / heads / hidden / intermediate | {cfg['num_hidden_layers']} / {cfg['num_attention_heads']} / {cfg['hidden_size']} / {cfg['intermediate_size']} | 6 / 4 / 256 / 512 |
+| activation, positions | {cfg['hidden_act']}, {cfg.get('position_embedding_type', 'absolute')} | relu, absolute |
+| dropout (hidden / attention) | {cfg['hidden_dropout_prob']} / {cfg['attention_probs_dropout_prob']} | 0.02 / 0.02 |
+| vocabulary | {cfg['vocab_size']:,} (`<pad>`=0, `<mask>`=1, genes) | 25,426 |
+| max positions | {cfg['max_position_embeddings']} | 2,048 |
+| parameters | {cfg['n_params']:,} | ~10 M |
+
+- **Initialisation**: BERT defaults (normal, sd {cfg['initializer_range']}), except that the
+  learned absolute position embeddings start from {'a sine/cosine table scaled to sd ' + str(cfg['initializer_range']) + ' (neighbouring ranks start similar; in pilot runs the model left the early plateau at the unigram loss about twice as early)' if hp.get('pos_init') == 'sinusoidal' else 'random values, as in BERT'}.
+- **Objective**: masked-gene prediction, {hp['mask_prob']:.0%} of each cell's genes; {hp['masking']}.
+  The loss is the cross-entropy at the chosen positions (the MLM head is evaluated only there,
+  which gives the same loss as `BertForMaskedLM(labels=...)` and saves time).
+- **Optimiser**: {hp['optimizer']}; peak learning rate {hp['lr']:g}, weight decay
+  {hp['weight_decay']:g}; {hp['schedule']} ({hp['warmup_steps']} warm-up steps); gradient-norm clip
+  {hp['grad_clip']:g}.
+- **Batches**: {hp['batch_size']} cells, length-grouped (mega-batches of 50 batches sorted by
+  length), padded to the longest cell of the batch.
+- **Steps**: {tr['steps']:,} ({tr['cells_seen']:,} cells, {tr['epochs_equivalent']:.2f} epochs,
+  {tr['tokens_seen']:,} gene tokens).
+- **Wall time**: {w_min:.1f} min of training ({tr['total_wall_s'] / 60:.1f} min including data
+  loading, vocabulary and tokenizing) on {tr['device']} ({tr['cpu_count']} cores,
+  `torch.set_num_threads({tr['torch_threads']})`, torch {tr['torch']}), {tr['s_per_step_mean']:.2f} s
+  per step. The machine was shared with other jobs during this run (load average
+  {la0[0]:.1f} at the start and {la1[0]:.1f} at the end, on {tr['cpu_count']} cores), so this wall
+  time is pessimistic. The process used {cpu_min:.1f} CPU-minutes while training; spread over
+  {tr['torch_threads']} otherwise idle core(s) that is about {cpu_min / max(tr['torch_threads'], 1):.0f} min
+  (an estimate: thread scaling is not perfect, and waiting threads also burn CPU time).
+- **Loss**: validation loss {vc['val_loss'][0]:.3f} at initialisation (uniform guess:
+  ln {co['n_gene_tokens']:,} = {np.log(co['n_gene_tokens']):.3f}) -> {vc['val_loss'][-1]:.3f} after
+  the last step; validation top-1 {vc['val_top1'][-1]:.3f}.
+
+![Model card figure](model_card.png)
+
+## Evaluation
+
+### Masked-gene prediction (held-out cells)
+
+{mg['n_cells']:,} test cells of the pretraining tissue, never seen in training; {mg['model']['n_masked']:,}
+genes masked (15 %, all replaced by `<mask>`, seed {mg['mask_seed']}). Baselines predict the
+gene(s) most frequent at that rank position, counted on these same test cells (which favours the
+baseline); the stronger variant also skips genes still visible in the cell.
+
+| predictor | top-1 | top-10 |
+|---|---|---|
+{row('teaching model', mg['model'])}
+{row('position-frequency baseline', mg['position_baseline'])}
+{row('position-frequency baseline, visible genes skipped', mg['position_baseline_excl_visible'])}
+
+By rank position (test cells):
+
+{pos_table(mg)}
+
+On the chapter split (`load_tissue("chapter")`, {mc['n_cells']:,} cells from another simulation
+seed, low-quality cells removed): model top-1 {mc['model']['top1']:.3f} / top-10
+{mc['model']['top10']:.3f}; position-frequency baseline {mc['position_baseline']['top1']:.3f} /
+{mc['position_baseline']['top10']:.3f}.
+
+### Cell-type separability of the embeddings
+
+{KNN_K}-nearest-neighbour classifier, 5-fold stratified cross-validation, on the {sep['n_cells']:,} test
+cells. Model: mean-pooled gene embeddings of layer -1 (the second-to-last layer, the reference
+default; `course_helpers.embed.embed_cells`). Baseline: {N_PCS} principal components of
+log-normalised counts (`normalize_total` to 10,000, `log1p`).
+
+| task | classes | teaching model | PCA of log-normalised counts |
+|---|---|---|---|
+| cell type | {sep['cell_type']['n_classes']} | {sep['cell_type']['model']['mean']:.3f} ± {sep['cell_type']['model']['sd']:.3f} | {sep['cell_type']['pca']['mean']:.3f} ± {sep['cell_type']['pca']['sd']:.3f} |
+| healthy vs diseased ({sep['state_cell_type']}s, {sep['state']['n_cells']} cells) | 2 | {sep['state']['model']['mean']:.3f} ± {sep['state']['model']['sd']:.3f} | {sep['state']['pca']['mean']:.3f} ± {sep['state']['pca']['sd']:.3f} |
+
+### The planted truth as the model sees it
+
+On the chapter split, {dc['n_cells_of_type']:,} {dc['cell_type']}s (low-quality cells removed;
+{dc['n_diseased_cells']} diseased, at most {dc['max_cells']} perturbed), the disease driver
+**{dc['driver_symbol']}** was deleted from every diseased cell that expresses it
+({dc['n_cells_with_driver']} cells; mean rank position {dc['driver_mean_rank_index']:.0f}) and
+the shift of the cell embedding towards the healthy state was measured
+(`in_silico_perturb(..., "delete", cell_states=...)`, layer -1). The same was done for
+{dc['n_random_genes']} random expressed genes (`random_gene_null`, seed {dc['seed']};
+{dc['n_random_rows']:,} cell-gene pairs; mean rank position {dc['random_mean_rank_index']:.0f}).
+
+| | mean shift towards healthy |
+|---|---|
+| {dc['driver_symbol']} (driver) | {dc['driver_mean_shift']:.4f} |
+| random genes, median of per-gene means | {dc['random_median_of_means']:.4f} |
+| random genes, largest per-gene mean | {dc['random_max_of_means']:.4f} |
+
+The driver ranks **{dc['driver_rank']} of {dc['n_random_genes'] + 1}** (percentile
+{dc['driver_percentile']:.1f} of the random genes' mean shifts); one-sided Mann-Whitney rank-sum
+test of the driver's per-cell shifts against all random-gene shifts: p = {fmt_p(dc['ranksum_p_one_sided'])}.
+
+Deleting a gene moves every later gene up one place, so early genes tend to move a cell more.
+Against only the random-gene deletions at similar rank positions (positions
+{dc['rank_matched_range'][0]:.0f}-{dc['rank_matched_range'][1]:.0f}, the driver's 10th-90th
+percentile; {dc['rank_matched_n_rows']:,} cell-gene pairs, mean shift
+{dc['rank_matched_mean_shift']:.4f}): p = {fmt_p(dc['rank_matched_ranksum_p_one_sided'])}.
+
+## Intended use and limits
+
+- Teaching only: attention, embeddings and in-silico perturbation on the simulated tissue, where
+  the truth is known. Results on real data mean nothing; use the real Geneformer
+  (`load_model("geneformer-v1")`) for that.
+- Its vocabulary holds only the tissue's genes: real data tokenized with it keeps only those
+  genes. Never mix its vocabulary with Geneformer models (or vice versa).
+- Trained for minutes on one simulated tissue: a small model, briefly trained. Where it is wrong,
+  that is part of the lesson: compare what it says with the planted truth.
+"""
+    (folder / "MODEL_CARD.md").write_text(text)
+
+
+# --------------------------------------------------------------------------------------------
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", type=Path, default=REPO / "course_helpers/assets/teaching_model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-random-genes", type=int, default=100)
+    p.add_argument("--max-perturb-cells", type=int, default=150)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    args = p.parse_args(argv)
+
+    import torch
+
+    from course_helpers.data import load_ground_truth, load_tissue
+    from course_helpers.embed import embed_cells
+    from course_helpers.model import load_model
+    from course_helpers.tokenize import tokenize
+
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    folder = Path(args.model)
+    log_path = folder / "training_log.json"
+    log = json.loads(log_path.read_text())
+    model = load_model(str(folder), device="cpu")
+    vocab = model.gene_vocab
+    input_size = int(model.config.max_position_embeddings)
+    cfg = model.config.to_dict()
+    cfg["n_params"] = int(sum(p.numel() for p in model.parameters()))
+    gt = load_ground_truth()
+
+    # held-out test cells of the pretraining tissue
+    tissue = load_tissue("pretrain", progress=args.progress)
+    fp_now = dict(tissue.uns.get("teaching_tissue", {})).get("design_fingerprint")
+    fp_train = log["corpus"].get("tissue", {}).get("design_fingerprint")
+    if fp_now != fp_train:
+        raise SystemExit(f"the teaching-tissue design changed since training ({fp_train} -> "
+                         f"{fp_now}). Retrain: python data_scripts/pretrain_teaching_model.py")
+    test_ids = set(log["split"]["test_cell_ids"])
+    test = tissue[tissue.obs["cell_id"].astype(str).isin(test_ids).to_numpy()].copy()
+    if test.n_obs != len(test_ids):
+        raise SystemExit(f"only {test.n_obs} of {len(test_ids)} test cells found: was the tissue "
+                         "design changed after training? Retrain the model.")
+    ds_test = tokenize(test, vocab, cell_attrs=("cell_id", "cell_type", "state"),
+                       model_input_size=input_size, progress=args.progress)
+    chapter = load_tissue("chapter")
+    chapter = chapter[~chapter.obs["low_quality"].to_numpy().astype(bool)].copy()
+    ds_chap = tokenize(chapter, vocab, cell_attrs=("cell_id", "cell_type", "state"),
+                       model_input_size=input_size, progress=args.progress)
+
+    ev = {"seed": args.seed}
+    print("masked-gene prediction ...", flush=True)
+    ev["masked_gene_test"] = masked_gene_eval(model, ds_test, args.seed, args.progress)
+    ev["masked_gene_chapter"] = masked_gene_eval(model, ds_chap, args.seed, args.progress)
+    for k in ("masked_gene_test", "masked_gene_chapter"):
+        e = ev[k]
+        print(f"  {k}: model {e['model']['top1']:.3f}/{e['model']['top10']:.3f}, baseline "
+              f"{e['position_baseline']['top1']:.3f}/{e['position_baseline']['top10']:.3f}",
+              flush=True)
+
+    print("separability ...", flush=True)
+    emb = embed_cells(model, ds_test, layer=-1, progress=args.progress)
+    pcs = pca_lognorm(test, seed=args.seed)
+    y = np.asarray(ds_test["cell_type"])
+    dct = gt.disease["cell_type"]
+    s_mask = y == dct
+    ys = np.asarray(ds_test["state"])[s_mask]
+    ev["separability"] = {
+        "n_cells": len(y), "k": KNN_K, "n_pcs": N_PCS, "state_cell_type": dct,
+        "cell_type": {"n_classes": len(set(y)), "model": knn_cv(emb, y, args.seed),
+                      "pca": knn_cv(pcs, y, args.seed)},
+        "state": {"n_cells": int(s_mask.sum()), "model": knn_cv(emb[s_mask], ys, args.seed),
+                  "pca": knn_cv(pcs[s_mask], ys, args.seed)},
+    }
+    for k in ("cell_type", "state"):
+        print(f"  {k}: model {ev['separability'][k]['model']['mean']:.3f}, PCA "
+              f"{ev['separability'][k]['pca']['mean']:.3f}", flush=True)
+
+    print("driver deletion check ...", flush=True)
+    ev["driver_check"] = driver_check(model, load_tissue("chapter"), gt, args.n_random_genes,
+                                      args.max_perturb_cells, args.seed, args.progress)
+    dc = ev["driver_check"]
+    print(f"  {dc['driver_symbol']}: mean shift {dc['driver_mean_shift']:.4f}, percentile "
+          f"{dc['driver_percentile']:.1f}, rank {dc['driver_rank']}, p = "
+          f"{dc['ranksum_p_one_sided']:.2g}", flush=True)
+    # what chapter 1 shows: course_helpers.model.masked_gene_accuracy on 100 chapter cells (its
+    # baseline counts gene frequencies on the same 100 cells)
+    try:
+        from course_helpers.model import masked_gene_accuracy
+
+        mga = masked_gene_accuracy(model, ds_chap, n_cells=100, seed=args.seed)
+        ev["masked_gene_accuracy_helper"] = {
+            "n_cells": 100, "table": {str(i): {str(c): float(v) for c, v in r.items()}
+                                      for i, r in mga.iterrows()}}
+        print("  model.masked_gene_accuracy (100 chapter cells):\n" + mga.to_string(), flush=True)
+    except ImportError:  # pragma: no cover - older course_helpers
+        pass
+    ev["eval_wall_s"] = round(time.time() - t0, 1)
+
+    log["evaluation"] = ev
+    log_path.write_text(json.dumps(log, indent=1))
+    make_figure(log, ev, folder / "model_card.png")
+    write_card(log, ev, cfg, folder)
+    print(f"wrote {folder / 'MODEL_CARD.md'} and model_card.png in {time.time() - t0:.0f} s")
+    return ev
+
+
+if __name__ == "__main__":
+    main()
