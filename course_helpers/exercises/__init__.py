@@ -23,5 +23,8 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         _mod = importlib.import_module(f"{__name__}.{_info.name}")
         for _name in dir(_mod):
             if _name.startswith(("check_", "reference_")):
+                if _name in __all__:
+                    raise ImportError(f"course_helpers.exercises: {_name} is defined twice "
+                                      f"(again in {_info.name}); give it a chapter-specific name")
                 globals()[_name] = getattr(_mod, _name)
                 __all__.append(_name)

@@ -43,7 +43,7 @@ def check_top_target(answer, edges: pd.DataFrame, source: str) -> bool:
     return _feedback(False, "", "filter rows with source == the TF and sort by score, highest first.")
 
 
-def check_epr(answer, matrix: pd.DataFrame, truth_edges: pd.DataFrame, tfs) -> bool:
+def check_epr_matrix(answer, matrix: pd.DataFrame, truth_edges: pd.DataFrame, tfs) -> bool:
     """Check the early precision ratio of a gene x gene score matrix against a truth."""
     if _missing(answer, "a float."):
         return False
