@@ -22,12 +22,14 @@ _SUBMODULES = (
 
 __all__ = [*_SUBMODULES, "doctor", "setup", "CourseInputError", "__version__"]
 
+# Bound eagerly (doctor.py imports only the standard library at top level): importing the
+# submodule ``course_helpers.doctor`` would otherwise replace the function with the module.
+from .doctor import doctor, setup  # noqa: E402
+
 
 def __getattr__(name: str):
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
-    if name in ("doctor", "setup"):
-        return getattr(importlib.import_module(f"{__name__}.doctor"), name)
     if name == "CourseInputError":
         from ._utils import CourseInputError
 

@@ -1,7 +1,6 @@
 """Environment report and chapter set-up (``ch.doctor()``, ``ch.setup()``)."""
 from __future__ import annotations
 
-import importlib
 import os
 import platform
 import sys
@@ -12,12 +11,16 @@ _PACKAGES = (
 )
 
 
+_DISTRIBUTIONS = {"PyWGCNA": "PyWGCNA", "course_helpers": "course_helpers"}
+
+
 def _version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        mod = importlib.import_module(name)
-    except Exception:  # noqa: BLE001 - any import failure means "not usable"
+        return version(_DISTRIBUTIONS.get(name, name))
+    except PackageNotFoundError:
         return "not installed"
-    return str(getattr(mod, "__version__", "installed"))
 
 
 def doctor(print_report: bool = True) -> dict:

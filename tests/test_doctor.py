@@ -24,3 +24,12 @@ def test_lazy_submodule_access_and_unknown_name():
     assert ch.CourseInputError.__mro__[1] is ValueError
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         ch.nope
+
+
+def test_doctor_still_callable_after_setup_and_submodule_import():
+    import importlib
+
+    ch.setup(seed=0, quiet=True)
+    importlib.import_module("course_helpers.doctor")
+    assert callable(ch.doctor) and callable(ch.setup)
+    assert ch.doctor(print_report=False)["packages"]["torch"].startswith("2.")
