@@ -1,12 +1,11 @@
 """Checks for chapter 5 (WGCNA and SCENIC compared with Geneformer).
 
-Every check recomputes the expected answer itself (from the package's scorer and the planted
-truth), so a learner's stale or edited variables cannot make it pass.
+Every check recomputes the expected answer itself (with the package's scorer and the planted
+truth) from the inputs it is given, instead of trusting a number the learner computed.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -145,7 +144,7 @@ def check_best_method(answer, networks: Mapping, genes, context: str = "macropha
 # exercise 3: which WGCNA module is the cardiomyocyte programme
 # --------------------------------------------------------------------------------------------
 def _modules_series(modules) -> pd.Series:
-    if hasattr(modules, "modules") and isinstance(getattr(modules, "modules"), pd.Series):
+    if hasattr(modules, "modules") and isinstance(modules.modules, pd.Series):
         modules = modules.modules  # a WGCNAResult
     if isinstance(modules, Mapping) and not isinstance(modules, pd.Series):
         vals = list(modules.values())
