@@ -50,8 +50,8 @@ def check_significant_genes(answer, results: pd.DataFrame, null: pd.DataFrame,
                          "per-cell results and null tables of this chapter.")
     expected = set(expected)
     if got == expected:
-        return _feedback(True, f"{len(expected)} gene(s) pass BH FDR < {alpha} and move the cells "
-                         f"towards {goal_state!r}.", "")
+        return _feedback(True, f"{len(expected)} gene(s) pass BH FDR < {alpha} with a mean shift "
+                         f"above the null (state {goal_state!r}): {sorted(expected)[:10]}.", "")
     # diagnose the common mistakes
     from ..perturb import perturbation_stats
 
