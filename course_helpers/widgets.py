@@ -366,6 +366,21 @@ class _Explorer:
 # --------------------------------------------------------------------------------------------
 # AttentionExplorer
 # --------------------------------------------------------------------------------------------
+
+def _index_control(name: str, value, n: int, pooled: str):
+    """Validate a layer/head control: ``pooled`` ('all'/'mean', or None) or an index in [-n, n)."""
+    if value is None or (isinstance(value, str) and value.lower() in ("all", "mean")):
+        return pooled
+    try:
+        iv = int(value)
+    except (TypeError, ValueError):
+        raise CourseInputError(
+            f"{name}={value!r} is not understood. Fix: '{pooled}' or 0 to {n - 1}.") from None
+    if not -n <= iv < n:
+        raise CourseInputError(
+            f"{name}={iv} is out of range: the model has {n} {name}s (0 to {n - 1}).")
+    return iv % n
+
 class AttentionExplorer(_Explorer):
     """Explore a model's attention in single cells, live or as static figures.
 
@@ -581,29 +596,9 @@ class AttentionExplorer(_Explorer):
                     + _suggest(str(value), types))
             return str(value)
         if key == "layer":
-            if value is None or (isinstance(value, str) and value.lower() in ("all", "mean")):
-                return "all"
-            try:
-                iv = int(value)
-            except (TypeError, ValueError):
-                raise CourseInputError(
-                    f"layer={value!r} is not understood. Fix: 'all' or 0 to {L - 1}.") from None
-            if not -L <= iv < L:
-                raise CourseInputError(
-                    f"layer={iv} is out of range: the model has {L} layers (0 to {L - 1}).")
-            return iv % L
+            return _index_control("layer", value, L, "all")
         if key == "head":
-            if value is None or (isinstance(value, str) and value.lower() in ("mean", "all")):
-                return "mean"
-            try:
-                iv = int(value)
-            except (TypeError, ValueError):
-                raise CourseInputError(
-                    f"head={value!r} is not understood. Fix: 'mean' or 0 to {H - 1}.") from None
-            if not -H <= iv < H:
-                raise CourseInputError(
-                    f"head={iv} is out of range: the model has {H} heads (0 to {H - 1}).")
-            return iv % H
+            return _index_control("head", value, H, "mean")
         if key == "method":
             v = str(value).lower().replace("-based", "").strip()
             if v not in ("weight", "norm"):
