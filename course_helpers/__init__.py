@@ -20,11 +20,15 @@ _SUBMODULES = (
     "baselines", "plotting", "widgets", "exercises",
 )
 
-__all__ = [*_SUBMODULES, "doctor", "setup", "CourseInputError", "__version__"]
+__all__ = [  # noqa: RUF022 - submodules first, in layer order
+    "vocab", "data", "tokenize", "model", "embed", "attention", "perturb", "networks",
+    "baselines", "plotting", "widgets", "exercises",
+    "doctor", "setup", "CourseInputError", "__version__",
+]
 
 # Bound eagerly (doctor.py imports only the standard library at top level): importing the
 # submodule ``course_helpers.doctor`` would otherwise replace the function with the module.
-from .doctor import doctor, setup  # noqa: E402
+from .doctor import doctor, setup
 
 
 def __getattr__(name: str):

@@ -388,7 +388,17 @@ def _load_bert(folder: Path, output_attentions: bool):
     if output_attentions:
         # SDPA/flash attention return no attention weights: only eager attention does.
         kwargs.update(attn_implementation="eager", output_attentions=True)
-    model = BertForMaskedLM.from_pretrained(str(folder), **kwargs)
+    from transformers.utils import logging as hf_logging
+
+    # transformers >= 4.5x shows a "Loading weights" bar for every load; it is noise in a
+    # notebook. Switch it off for this call only and restore the user's setting.
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model = BertForMaskedLM.from_pretrained(str(folder), **kwargs)
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
     if model.dtype != torch.float32:
         model = model.float()
     return model
@@ -728,7 +738,7 @@ def masked_gene_accuracy(model, dataset, n_cells: int | None = 100, mask_prob: f
     cells = [np.asarray(dataset[int(i)]["input_ids"], dtype=np.int64) for i in rows]
     masks = []
     for ids in cells:
-        n_mask = max(1, int(round(mask_prob * len(ids))))
+        n_mask = max(1, round(mask_prob * len(ids)))
         masks.append(np.sort(rng.choice(len(ids), size=n_mask, replace=False)))
     # position-frequency baseline: top-k genes per rank position over these cells
     freq: dict[int, list[int]] = {}

@@ -9,6 +9,9 @@ much that changes the cell. This module reproduces the reference ``InSilicoPertu
 * :func:`perturb_pairs` - single and combined perturbations of gene pairs, with a synergy score.
 * :func:`random_gene_null` - the same perturbation applied to randomly chosen genes: a null
   distribution for :func:`perturbation_stats`.
+* :func:`net_shift` - shift toward the goal minus shift toward the start state.
+* :func:`adjust_for_rank` - subtract the effect expected from the deleted gene's rank alone
+  (rank-matched null), before :func:`perturbation_stats`.
 * :func:`perturbation_stats` - per-gene summary, Mann-Whitney rank-sum p-value against a null,
   Benjamini-Hochberg FDR (:func:`benjamini_hochberg`).
 
@@ -42,12 +45,14 @@ operations. Here each cell's perturbed copies are built with vectorised index ar
 of cells of similar length share forward passes, only the encoder runs, the unperturbed cell is
 embedded once, and cosines are computed on the device in float64.
 """
+
 from __future__ import annotations
 
 import difflib
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -57,8 +62,11 @@ from ._utils import progress as _progress
 from .model import hidden_states, length_sorted_batches, pad_batch, resolve_layer
 
 __all__ = [
+    "GeneEffects",
+    "adjust_for_rank",
     "benjamini_hochberg",
     "in_silico_perturb",
+    "net_shift",
     "perturb_pairs",
     "perturbation_stats",
     "random_gene_null",
@@ -113,13 +121,17 @@ def _model_info(model, emb_layer) -> _ModelInfo:
     except StopIteration:  # pragma: no cover
         device = torch.device("cpu")
     return _ModelInfo(
-        model=model, vocab=vocab, pad_id=pad_id,
+        model=model,
+        vocab=vocab,
+        pad_id=pad_id,
         cls_id=None if cls_id is None else int(cls_id),
         eos_id=None if eos_id is None else int(eos_id),
         specials=np.asarray(specials, dtype=np.int64),
         vocab_size=int(cfg.vocab_size),
         max_len=int(getattr(cfg, "max_position_embeddings", 10**9)),
-        hidden=int(cfg.hidden_size), device=device, layer=int(emb_layer),
+        hidden=int(cfg.hidden_size),
+        device=device,
+        layer=int(emb_layer),
     )
 
 
@@ -140,8 +152,9 @@ def _suggest(name: str, vocab) -> list[str]:
         out.append(upper[name.upper()])
     out += difflib.get_close_matches(name, names, n=4, cutoff=0.75)
     if len(out) < 3:
-        out += [upper[m] for m in difflib.get_close_matches(name.upper(), list(upper), n=3,
-                                                              cutoff=0.75)]
+        out += [
+            upper[m] for m in difflib.get_close_matches(name.upper(), list(upper), n=3, cutoff=0.75)
+        ]
     return list(dict.fromkeys(out))[:4]
 
 
@@ -255,8 +268,11 @@ def _parse_states(cell_states):
     missing = [k for k in ("state_key", "start_state", "goal_state") if cell_states.get(k) is None]
     extra = sorted(set(cell_states) - {"state_key", "start_state", "goal_state", "alt_states"})
     if missing or extra:
-        what = (f"missing {missing}" if missing else "") + \
-               ("; " if missing and extra else "") + (f"unexpected keys {extra}" if extra else "")
+        what = (
+            (f"missing {missing}" if missing else "")
+            + ("; " if missing and extra else "")
+            + (f"unexpected keys {extra}" if extra else "")
+        )
         raise CourseInputError(
             f"cell_states is {what}. Fix: cell_states={{'state_key': <column>, 'start_state': "
             "<state to perturb>, 'goal_state': <desired state>, 'alt_states': [<others>]}."
@@ -360,8 +376,9 @@ def _select_cells(reader, info: _ModelInfo, cells, max_cells, seed, states) -> _
     return _Selection(rows=rows, cell_ids=[ids[int(r)] for r in rows], xs=xs)
 
 
-def _state_matrix(model, dataset, reader, info: _ModelInfo, states, state_embs, batch_size,
-                  progress) -> np.ndarray:
+def _state_matrix(
+    model, dataset, reader, info: _ModelInfo, states, state_embs, batch_size, progress
+) -> np.ndarray:
     """(n_states, hidden) float64 state embeddings in the order start, goal, alt..."""
     key, names = states
     names = [str(s) for s in names]
@@ -377,8 +394,15 @@ def _state_matrix(model, dataset, reader, info: _ModelInfo, states, state_embs, 
             )
         from .embed import state_embeddings
 
-        state_embs = state_embeddings(model, dataset, key, states=names, layer=info.layer,
-                                      batch_size=batch_size, progress=progress)
+        state_embs = state_embeddings(
+            model,
+            dataset,
+            key,
+            states=names,
+            layer=info.layer,
+            batch_size=batch_size,
+            progress=progress,
+        )
     embs = _state_embs_dict(state_embs)
     absent = [s for s in names if s not in embs]
     if absent:
@@ -445,12 +469,19 @@ def _skip_map(m: int, width: int, removed: np.ndarray) -> np.ndarray:
     """
     out = np.broadcast_to(np.arange(width, dtype=np.int64), (m, width)).copy()
     for c in range(removed.shape[1]):  # k is 1 or 2
-        out += out >= removed[:, c:c + 1]
+        out += out >= removed[:, c : c + 1]
     return out
 
 
-def _build_block(x: np.ndarray, info: _ModelInfo, perturb_type: str, P: np.ndarray,
-                 T: np.ndarray, cell: int, meta: dict) -> _Block | None:
+def _build_block(
+    x: np.ndarray,
+    info: _ModelInfo,
+    perturb_type: str,
+    P: np.ndarray,
+    T: np.ndarray,
+    cell: int,
+    meta: dict,
+) -> _Block | None:
     """Perturbed copies of cell ``x``.
 
     Row r deletes the positions ``P[r]`` (delete), or moves them to the front in their original
@@ -474,10 +505,10 @@ def _build_block(x: np.ndarray, info: _ModelInfo, perturb_type: str, P: np.ndarr
     if src.shape[1] > info.max_len:  # only when genes are inserted into a full cell
         trunc = src.shape[1] - info.max_len
         if has_eos:
-            src = np.concatenate([src[:, :info.max_len - 1], src[:, -1:]], axis=1)
+            src = np.concatenate([src[:, : info.max_len - 1], src[:, -1:]], axis=1)
             src[src == n - 1] = n - 1 - trunc  # <eos> of the truncated base
         else:
-            src = src[:, :info.max_len]
+            src = src[:, : info.max_len]
     if perturb_type == "overexpress" and ka == 0:
         unchanged = (src == np.arange(src.shape[1])).all(axis=1)
         if unchanged.any():  # e.g. the first gene moved to the front: nothing changes
@@ -489,17 +520,23 @@ def _build_block(x: np.ndarray, info: _ModelInfo, perturb_type: str, P: np.ndarr
         return None
     tokens = x[np.clip(src, 0, None)]
     if ka:
-        tokens[:, front + k:front + k + ka] = T
+        tokens[:, front + k : front + k + ka] = T
     if trunc and has_eos:
         tokens[:, -1] = info.eos_id  # its src points into the truncated base
     special = np.isin(x, info.specials)
     cmp = (src >= 0) & ~special[np.clip(src, 0, None)]
     if group:
-        cmp[:, front:front + group] = False
+        cmp[:, front : front + group] = False
     if trunc:
         cmp &= src < n - trunc - (1 if has_eos else 0)
-    return _Block(cell=cell, trunc=trunc, tokens=tokens, src=src, cmp=cmp,
-                  meta={c: np.asarray(v) for c, v in meta.items()})
+    return _Block(
+        cell=cell,
+        trunc=trunc,
+        tokens=tokens,
+        src=src,
+        cmp=cmp,
+        meta={c: np.asarray(v) for c, v in meta.items()},
+    )
 
 
 def _gene_positions(x: np.ndarray, info: _ModelInfo) -> np.ndarray:
@@ -529,23 +566,30 @@ def _blocks_for_cell(x, ci, info, perturb_type, tokens, anchor) -> list[_Block]:
             absent = []
         else:
             where = _first_position(x)
-            others = np.asarray([where[t] for t in tokens if t in where and t != anchor],
-                                dtype=np.int64)
+            others = np.asarray(
+                [where[t] for t in tokens if t in where and t != anchor], dtype=np.int64
+            )
             absent = [t for t in tokens if t not in where and t != anchor]
             if perturb_type == "delete":
                 absent = []
         if len(others):
             P = np.sort(np.stack([np.full(len(others), pa), others], axis=1), axis=1)
-            meta = {"rank_index": others, "perturbed_token": x[others],
-                    "anchor_token": np.full(len(others), anchor)}
+            meta = {
+                "rank_index": others,
+                "perturbed_token": x[others],
+                "anchor_token": np.full(len(others), anchor),
+            }
             b = _build_block(x, info, perturb_type, P, empty.reshape(len(others), 0), ci, meta)
             if b is not None:
                 blocks.append(b)
         if absent:
             A = np.asarray(absent, dtype=np.int64)
             P = np.full((len(A), 1), pa, dtype=np.int64)
-            meta = {"rank_index": np.full(len(A), -1), "perturbed_token": A,
-                    "anchor_token": np.full(len(A), anchor)}
+            meta = {
+                "rank_index": np.full(len(A), -1),
+                "perturbed_token": A,
+                "anchor_token": np.full(len(A), anchor),
+            }
             b = _build_block(x, info, perturb_type, P, A[:, None], ci, meta)
             if b is not None:
                 blocks.append(b)
@@ -559,15 +603,15 @@ def _blocks_for_cell(x, ci, info, perturb_type, tokens, anchor) -> list[_Block]:
         absent = [t for t in tokens if t not in where] if perturb_type == "overexpress" else []
     if len(pos) and not (perturb_type == "delete" and len(gpos) < 2):
         meta = {"rank_index": pos, "perturbed_token": x[pos]}
-        b = _build_block(x, info, perturb_type, pos[:, None], empty.reshape(len(pos), 0), ci,
-                         meta)
+        b = _build_block(x, info, perturb_type, pos[:, None], empty.reshape(len(pos), 0), ci, meta)
         if b is not None:
             blocks.append(b)
     if absent:
         A = np.asarray(absent, dtype=np.int64)
         meta = {"rank_index": np.full(len(A), -1), "perturbed_token": A}
-        b = _build_block(x, info, perturb_type, np.zeros((len(A), 0), dtype=np.int64),
-                         A[:, None], ci, meta)
+        b = _build_block(
+            x, info, perturb_type, np.zeros((len(A), 0), dtype=np.int64), A[:, None], ci, meta
+        )
         if b is not None:
             blocks.append(b)
     return blocks
@@ -621,13 +665,16 @@ class _Engine:
 
         lens = np.asarray([len(s) for s in seqs], dtype=np.int64)
         parts = [None] * len(seqs)
-        cell_cos = torch.zeros((len(seqs), 0 if self.state_n is None else len(self.state_n)),
-                               dtype=self.cdtype, device=self.dev)
+        cell_cos = torch.zeros(
+            (len(seqs), 0 if self.state_n is None else len(self.state_n)),
+            dtype=self.cdtype,
+            device=self.dev,
+        )
         for idx in length_sorted_batches(lens, self.batch_size):
             ids, mask = pad_batch([seqs[i] for i in idx], self.info.pad_id, self.dev)
             h = self._hidden(ids, mask).to(self.cdtype)
             for r, i in enumerate(idx):
-                parts[i] = h[r, :lens[i]]
+                parts[i] = h[r, : lens[i]]
             if self.state_n is not None:
                 keep = self._gene_mask(ids, mask.bool())
                 w = keep.unsqueeze(-1).to(self.cdtype)
@@ -652,8 +699,11 @@ class _Engine:
                 x = xs[b.cell]
                 if b.trunc:
                     has_eos = info.eos_id is not None and x[-1] == info.eos_id
-                    x = (np.concatenate([x[:len(x) - 1 - b.trunc], x[-1:]]) if has_eos
-                         else x[:len(x) - b.trunc])
+                    x = (
+                        np.concatenate([x[: len(x) - 1 - b.trunc], x[-1:]])
+                        if has_eos
+                        else x[: len(x) - b.trunc]
+                    )
                 base_key[key] = len(seqs)
                 seqs.append(x)
         H, offsets, base_cos = self._embed_bases(seqs)
@@ -670,12 +720,12 @@ class _Engine:
         r0 = 0
         for b in blocks:
             m, lb = b.tokens.shape
-            tok[r0:r0 + m, :lb] = b.tokens
-            src[r0:r0 + m, :lb] = b.src
-            cmp[r0:r0 + m, :lb] = b.cmp
+            tok[r0 : r0 + m, :lb] = b.tokens
+            src[r0 : r0 + m, :lb] = b.src
+            cmp[r0 : r0 + m, :lb] = b.cmp
             bi = base_key[(b.cell, b.trunc)]
-            goff[r0:r0 + m] = offsets[bi]
-            bidx[r0:r0 + m] = bi
+            goff[r0 : r0 + m] = offsets[bi]
+            bidx[r0 : r0 + m] = bi
             b.tokens = b.src = b.cmp = None  # free memory
             r0 += m
         cos_out = np.empty(R, dtype=np.float64)
@@ -684,7 +734,7 @@ class _Engine:
 
         order = np.argsort(-lens, kind="stable")
         for s in range(0, R, self.batch_size):
-            idx = order[s:s + self.batch_size]
+            idx = order[s : s + self.batch_size]
             lb = int(lens[idx].max())
             ids = torch.from_numpy(tok[idx, :lb]).to(self.dev)
             ragged = bool((lens[idx] != lb).any())
@@ -715,22 +765,32 @@ class _Engine:
                 shift_out[idx] = sh.cpu().numpy()
             if self.want_genes:
                 rr, jj = torch.nonzero(cmpb, as_tuple=True)
-                self.gene_parts.append((
-                    rows_global[idx][rr.cpu().numpy()],
-                    ids[rr, jj].cpu().numpy(),
-                    srcb[rr, jj].cpu().numpy(),
-                    cos[rr, jj].cpu().numpy(),
-                ))
+                self.gene_parts.append(
+                    (
+                        rows_global[idx][rr.cpu().numpy()],
+                        ids[rr, jj].cpu().numpy(),
+                        srcb[rr, jj].cpu().numpy(),
+                        cos[rr, jj].cpu().numpy(),
+                    )
+                )
         r0 = 0
         for b in blocks:
-            b.cos = cos_out[r0:r0 + b.m]
+            b.cos = cos_out[r0 : r0 + b.m]
             if shift_out is not None:
-                b.shift = shift_out[r0:r0 + b.m]
+                b.shift = shift_out[r0 : r0 + b.m]
             r0 += b.m
 
 
-def _run(info: _ModelInfo, sel: _Selection, make_blocks, batch_size, state_mat, want_genes,
-         progress, desc) -> tuple[list[_Block], _Engine]:
+def _run(
+    info: _ModelInfo,
+    sel: _Selection,
+    make_blocks,
+    batch_size,
+    state_mat,
+    want_genes,
+    progress,
+    desc,
+) -> tuple[list[_Block], _Engine]:
     """Build blocks cell by cell (longest cells first) and run them in chunks."""
     import torch
 
@@ -794,8 +854,9 @@ def _assemble(blocks: list[_Block], sel: _Selection, states, vocab, extra_sort=(
     for c in blocks[0].meta:
         cols[c] = np.concatenate([b.meta[c] for b in blocks])
     row = np.concatenate([b.first_row + np.arange(b.m) for b in blocks])
-    order = np.lexsort(tuple(cols[c] for c in reversed(("rank_index", *extra_sort)) if c in cols)
-                       + (cell,))
+    order = np.lexsort(
+        tuple(cols[c] for c in reversed(("rank_index", *extra_sort)) if c in cols) + (cell,)
+    )
     cell, row = cell[order], row[order]
     cols = {c: v[order] for c, v in cols.items()}
     ids = np.asarray(sel.cell_ids, dtype=object)
@@ -834,14 +895,24 @@ def _gene_long(engine: _Engine, cell_df: pd.DataFrame, states, vocab) -> pd.Data
         pr = at = ar = np.zeros(0, dtype=np.int64)
         cs = np.zeros(0)
     row = cell_df.attrs["_row"]
-    base = cell_df if states is None else cell_df.iloc[::len(states[1])]
+    base = cell_df if states is None else cell_df.iloc[:: len(states[1])]
     inv = np.full(int(row.max()) + 1 if len(row) else 0, -1, dtype=np.int64)
     inv[row] = np.arange(len(row))
     k = inv[pr]
     order = np.lexsort((ar, k))
     k, at, ar, cs = k[order], at[order], ar[order], cs[order]
-    keep_cols = [c for c in ("cell_id", "rank_index", "perturbed_token", "perturbed_gene",
-                             "anchor_token", "anchor_gene") if c in base.columns]
+    keep_cols = [
+        c
+        for c in (
+            "cell_id",
+            "rank_index",
+            "perturbed_token",
+            "perturbed_gene",
+            "anchor_token",
+            "anchor_gene",
+        )
+        if c in base.columns
+    ]
     out = {c: base[c].to_numpy()[k] for c in keep_cols}
     out["affected_rank_index"] = ar.astype(np.int64)
     out["affected_token"] = at.astype(np.int64)
@@ -850,6 +921,28 @@ def _gene_long(engine: _Engine, cell_df: pd.DataFrame, states, vocab) -> pd.Data
         out["affected_gene"] = sym
     out["cos_sim"] = cs
     return pd.DataFrame(out)
+
+
+class GeneEffects(pd.DataFrame):
+    """Per-(cell, perturbed gene, affected gene) table of ``emb_mode="cell_and_gene"``.
+
+    A plain DataFrame plus one attribute, ``cell_results``: the per-(cell, perturbed gene) table
+    that ``emb_mode="cell"`` would return. It is kept as pandas ``_metadata`` (carried along by
+    filtering and copying, never deep-copied) rather than in ``DataFrame.attrs``, where a
+    DataFrame breaks ``pd.concat`` and is deep-copied by every operation.
+
+    Examples
+    --------
+    >>> long = in_silico_perturb(model, ds, "delete", genes=["GATA4"],
+    ...                          emb_mode="cell_and_gene")               # doctest: +SKIP
+    >>> long.cell_results.head()                                          # doctest: +SKIP
+    """
+
+    _metadata: ClassVar[list[str]] = ["cell_results"]
+
+    @property
+    def _constructor(self):
+        return GeneEffects
 
 
 def in_silico_perturb(
@@ -912,7 +1005,8 @@ def in_silico_perturb(
         ``"cell"``: one row per (cell, perturbed gene). ``"cell_and_gene"``: one row per
         (cell, perturbed gene, affected gene) with the cosine between the affected gene's
         embeddings before and after (the raw material for perturbation-derived gene networks);
-        the per-cell table is in ``result.attrs["cell_results"]``. The mean of the affected-gene
+        the result is a :class:`GeneEffects` table whose ``cell_results`` attribute holds the
+        per-cell table. The mean of the affected-gene
         cosines of one perturbation is its ``cos_sim``. Affected genes are matched by identity
         (the reference labels them one position off for ``"overexpress"``).
     state_embs
@@ -968,8 +1062,9 @@ def in_silico_perturb(
         raise CourseInputError(
             "anchor_gene= is only used with combos=1. Fix: pass combos=1 as well."
         )
-    anchor = _resolve_genes([anchor_gene], info, "anchor_gene")[0] if anchor_gene is not None \
-        else None
+    anchor = (
+        _resolve_genes([anchor_gene], info, "anchor_gene")[0] if anchor_gene is not None else None
+    )
     all_genes = isinstance(genes, str) and genes == "all"
     tokens = None if all_genes else _resolve_genes(genes, info)
     states = _parse_states(cell_states)
@@ -997,18 +1092,28 @@ def in_silico_perturb(
             names = _symbols(missing, info.vocab) or missing
             warnings.warn(
                 f"{len(missing)} gene(s) are expressed in none of {where} and get no rows: "
-                f"{names[:10]}", stacklevel=2,
+                f"{names[:10]}",
+                stacklevel=2,
             )
     state_mat = None
     if states is not None:
-        state_mat = _state_matrix(model, dataset, reader, info, states, state_embs, batch_size,
-                                  progress)
+        state_mat = _state_matrix(
+            model, dataset, reader, info, states, state_embs, batch_size, progress
+        )
 
     def make_blocks(ci, x):
         return _blocks_for_cell(x, ci, info, perturb_type, tokens, anchor)
 
-    blocks, engine = _run(info, sel, make_blocks, batch_size, state_mat,
-                          emb_mode == "cell_and_gene", progress, f"Perturbing ({perturb_type})")
+    blocks, engine = _run(
+        info,
+        sel,
+        make_blocks,
+        batch_size,
+        state_mat,
+        emb_mode == "cell_and_gene",
+        progress,
+        f"Perturbing ({perturb_type})",
+    )
     df = _assemble(blocks, sel, states, info.vocab)
     if df.empty:
         raise CourseInputError(
@@ -1018,7 +1123,8 @@ def in_silico_perturb(
     if emb_mode == "cell_and_gene":
         long = _gene_long(engine, df, states, info.vocab)
         df.attrs.pop("_row", None)
-        long.attrs["cell_results"] = df
+        long = GeneEffects(long)
+        long.cell_results = df
         return long
     df.attrs.pop("_row", None)
     return df
@@ -1110,16 +1216,20 @@ def perturb_pairs(
             )
     state_mat = None
     if states is not None:
-        state_mat = _state_matrix(model, dataset, reader, info, states, state_embs, batch_size,
-                                  progress)
+        state_mat = _state_matrix(
+            model, dataset, reader, info, states, state_embs, batch_size, progress
+        )
 
     genes_single = list(dict.fromkeys([t for p in tok_pairs for t in p]))
     single_id = {t: i for i, t in enumerate(genes_single)}
 
     def make_blocks(ci, x):
         where = _first_position(x)
-        ok = [(a, b) for a, b in tok_pairs
-              if perturb_type == "overexpress" or (a in where and b in where)]
+        ok = [
+            (a, b)
+            for a, b in tok_pairs
+            if perturb_type == "overexpress" or (a in where and b in where)
+        ]
         if not ok:
             return []
         need = list(dict.fromkeys([t for p in ok for t in p]))
@@ -1144,15 +1254,25 @@ def perturb_pairs(
         for (k, ka), items in groups.items():
             P = np.asarray([it[0] for it in items], dtype=np.int64).reshape(len(items), k)
             T = np.asarray([it[1] for it in items], dtype=np.int64).reshape(len(items), ka)
-            meta = {"pid": np.asarray([it[2] for it in items]),
-                    "kind": np.asarray([it[3] for it in items])}
+            meta = {
+                "pid": np.asarray([it[2] for it in items]),
+                "kind": np.asarray([it[3] for it in items]),
+            }
             b = _build_block(x, info, perturb_type, P, T, ci, meta)
             if b is not None:
                 blocks.append(b)
         return blocks
 
-    blocks, _ = _run(info, sel, make_blocks, batch_size, state_mat, False, progress,
-                     f"Perturbing pairs ({perturb_type})")
+    blocks, _ = _run(
+        info,
+        sel,
+        make_blocks,
+        batch_size,
+        state_mat,
+        False,
+        progress,
+        f"Perturbing pairs ({perturb_type})",
+    )
     single: dict[tuple[int, int], np.ndarray] = {}
     combo: dict[tuple[int, int], np.ndarray] = {}
     for b in blocks:
@@ -1253,9 +1373,15 @@ def random_gene_null(
         warnings.warn(f"Only {len(pool)} genes are available; using all of them.", stacklevel=2)
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(pool, min(int(n_genes), len(pool)), replace=False))
-    res = in_silico_perturb(model, dataset, perturb_type=perturb_type,
-                            genes=[int(t) for t in chosen], cell_states=cell_states, seed=seed,
-                            **kwargs)
+    res = in_silico_perturb(
+        model,
+        dataset,
+        perturb_type=perturb_type,
+        genes=[int(t) for t in chosen],
+        cell_states=cell_states,
+        seed=seed,
+        **kwargs,
+    )
     res.attrs["null_genes"] = [int(t) for t in chosen]
     return res
 
@@ -1263,6 +1389,186 @@ def random_gene_null(
 # --------------------------------------------------------------------------------------------
 # statistics
 # --------------------------------------------------------------------------------------------
+def net_shift(
+    results: pd.DataFrame, goal_state: str, start_state: str, key_added: str | None = None
+) -> pd.DataFrame:
+    """Shift toward the goal state minus shift toward the start state, per (cell, gene).
+
+    With cell states, a deletion that changes a cell a lot lowers its similarity to *every*
+    state, so the shift toward the goal alone mostly says "how much did the cell change". The
+    difference ``shift(goal) - shift(start)`` keeps only the movement *along* the start→goal
+    axis. This is a small step beyond the reference, which ranks by the goal shift alone.
+
+    Parameters
+    ----------
+    results
+        Output of :func:`in_silico_perturb` or :func:`random_gene_null` with ``cell_states``.
+    goal_state, start_state
+        Two values of the ``state`` column.
+    key_added
+        Name of the new state label (default ``"<goal>-<start>"``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (cell, perturbed gene): the identifying columns of ``results`` (``cell_id``,
+        ``rank_index``, ``perturbed_token``, ``perturbed_gene``, ``anchor_*``), ``state`` (the new
+        label) and ``shift``. It can go straight into :func:`perturbation_stats`.
+
+    Examples
+    --------
+    >>> net = net_shift(scan, "cm_healthy", "cm_diseased")                  # doctest: +SKIP
+    >>> perturbation_stats(net, null=net_shift(null, "cm_healthy", "cm_diseased"))  # doctest: +SKIP
+    """
+    if not isinstance(results, pd.DataFrame) or results.empty:
+        raise CourseInputError("results must be a non-empty DataFrame from in_silico_perturb().")
+    if "state" not in results.columns or "shift" not in results.columns:
+        raise CourseInputError(
+            "net_shift needs results made with cell_states (columns 'state' and 'shift'). Fix: "
+            "in_silico_perturb(..., cell_states={...})."
+        )
+    have = [str(x) for x in pd.unique(results["state"])]
+    for name, st in (("goal_state", goal_state), ("start_state", start_state)):
+        if st not in have:
+            raise CourseInputError(f"{name}={st!r} is not a state of the results; states: {have}.")
+    ids = [
+        c
+        for c in (
+            "cell_id",
+            "rank_index",
+            "perturbed_token",
+            "perturbed_gene",
+            "anchor_token",
+            "anchor_gene",
+        )
+        if c in results.columns
+    ]
+    goal = results[results["state"] == goal_state].reset_index(drop=True)
+    start = results[results["state"] == start_state].reset_index(drop=True)
+    if len(goal) != len(start) or not goal[ids].equals(start[ids]):
+        goal = goal.set_index(ids)
+        start = start.set_index(ids).reindex(goal.index)
+        out = goal.reset_index()[ids]
+        out["shift"] = (goal["shift"] - start["shift"]).to_numpy()
+    else:
+        out = goal[ids].copy()
+        out["shift"] = goal["shift"].to_numpy() - start["shift"].to_numpy()
+    out.insert(len(ids), "state", key_added or f"{goal_state}-{start_state}")
+    return out
+
+
+def _local_linear(x: np.ndarray, y: np.ndarray, grid: np.ndarray, window: int) -> np.ndarray:
+    """Least-squares line through the points with ``|x - g| <= window``, evaluated at each g.
+
+    A local *line* (not a mean) stays unbiased at the edges of the rank range, where the window
+    is one-sided (rank 0 has neighbours on one side only). Vectorised with cumulative sums.
+    """
+    order = np.argsort(x, kind="stable")
+    xs, ys = x[order].astype(np.float64), y[order].astype(np.float64)
+    c = [
+        np.concatenate([[0.0], np.cumsum(v)]) for v in (np.ones_like(xs), xs, ys, xs * xs, xs * ys)
+    ]
+    lo = np.searchsorted(xs, grid - window, side="left")
+    hi = np.searchsorted(xs, grid + window, side="right")
+    n, sx, sy, sxx, sxy = (v[hi] - v[lo] for v in c)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_x, mean_y = sx / n, sy / n
+        var = sxx / n - mean_x**2
+        slope = np.where(
+            var > 1e-12 * np.maximum(mean_x**2, 1.0), (sxy / n - mean_x * mean_y) / var, 0.0
+        )
+        out = mean_y + slope * (grid - mean_x)
+    out[n == 0] = np.nan
+    ok = ~np.isnan(out)
+    if ok.any() and not ok.all():  # ranks beyond the null's range: nearest defined value
+        idx = np.flatnonzero(ok)
+        pos = np.arange(grid.size)
+        j = np.clip(np.searchsorted(idx, pos), 1, max(idx.size - 1, 1))
+        left, right = idx[j - 1], idx[np.minimum(j, idx.size - 1)]
+        pick = np.where(np.abs(left - pos) <= np.abs(right - pos), left, right)
+        out[~ok] = out[pick[~ok]]
+    return out
+
+
+def adjust_for_rank(
+    results: pd.DataFrame,
+    null: pd.DataFrame,
+    value: str | None = None,
+    window: int = 10,
+    key_added: str | None = None,
+):
+    """Remove the part of a perturbation effect explained by the gene's rank in the cell.
+
+    Deleting a gene moves every later gene up one place, so with absolute position embeddings
+    (Geneformer V1, the teaching model) a deletion near the top of a cell changes the cell more
+    than one near the bottom, *whatever the gene*. Comparing a gene with random genes then
+    mostly compares ranks. This function subtracts from every row the **null value expected at its
+    rank**: a least-squares line through the null genes deleted at similar ranks
+    (``|rank - r| <= window``, per state), in the results and
+    in the null alike, so that :func:`perturbation_stats` compares genes with rank-matched random
+    genes.
+
+    Parameters
+    ----------
+    results, null
+        :func:`in_silico_perturb` / :func:`random_gene_null` outputs (or :func:`net_shift` of
+        them) with a ``rank_index`` column.
+    value
+        Column to adjust: ``"shift"`` (default when present) or ``"cos_sim"``.
+    window
+        Half-width of the rank window (in positions).
+    key_added
+        Name of the adjusted column (default ``value + "_adj"``).
+
+    Returns
+    -------
+    (results_adj, null_adj) : tuple of pandas.DataFrame
+        Copies with the new column (NaN for genes inserted by overexpression, which had no
+        rank); pass ``value=key_added`` to :func:`perturbation_stats`.
+
+    Examples
+    --------
+    >>> res_adj, null_adj = adjust_for_rank(net, net_null)                    # doctest: +SKIP
+    >>> perturbation_stats(res_adj, null=null_adj, value="shift_adj")          # doctest: +SKIP
+    """
+    for name, df in (("results", results), ("null", null)):
+        if not isinstance(df, pd.DataFrame) or df.empty:
+            raise CourseInputError(f"{name} must be a non-empty DataFrame of perturbation results.")
+        if "rank_index" not in df.columns:
+            raise CourseInputError(
+                f"{name} has no 'rank_index' column, so ranks cannot be matched. Fix: pass the "
+                "results of in_silico_perturb / random_gene_null (or net_shift of them)."
+            )
+    if value is None:
+        value = "shift" if "shift" in results.columns else "cos_sim"
+    if value not in results.columns or value not in null.columns:
+        raise CourseInputError(f"Both tables need the column {value!r}.")
+    if int(window) < 0:
+        raise CourseInputError(f"window must be >= 0, got {window}.")
+    key = key_added or f"{value}_adj"
+    res, nul = results.copy(), null.copy()
+    res[key] = np.nan
+    nul[key] = np.nan
+    has_state = "state" in res.columns
+    for st in pd.unique(res["state"]) if has_state else [None]:
+        rm = (res["state"] == st).to_numpy() if has_state else np.ones(len(res), bool)
+        nm = (nul["state"] == st).to_numpy() if has_state else np.ones(len(nul), bool)
+        nx = nul.loc[nm, "rank_index"].to_numpy(np.int64)
+        ny = nul.loc[nm, value].to_numpy(np.float64)
+        ok = ~np.isnan(ny)
+        if not ok.any():
+            raise CourseInputError(f"The null has no values for state {st!r}.")
+        nx, ny = nx[ok], ny[ok]
+        top = int(max(res.loc[rm, "rank_index"].max(), nul.loc[nm, "rank_index"].max()))
+        expected = _local_linear(nx, ny, np.arange(top + 1), int(window))
+        for df, m in ((res, rm), (nul, nm)):
+            r = df.loc[m, "rank_index"].to_numpy(np.int64)
+            adj = df.loc[m, value].to_numpy(np.float64) - expected[np.clip(r, 0, None)]
+            adj[r < 0] = np.nan  # genes inserted by overexpression had no rank
+            df.loc[m, key] = adj
+    return res, nul
+
+
 def benjamini_hochberg(pvalues) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (FDR); NaNs stay NaN and are not counted.
 
@@ -1317,8 +1623,9 @@ def _mwu_vs_rest(values: np.ndarray, groups: np.ndarray):
     return labels, u1, p
 
 
-def perturbation_stats(results: pd.DataFrame, null="all", value: str | None = None,
-                       by=None, vocab=None) -> pd.DataFrame:
+def perturbation_stats(
+    results: pd.DataFrame, null="all", value: str | None = None, by=None, vocab=None
+) -> pd.DataFrame:
     """Per-gene summary of perturbation results with rank-sum p-values and BH FDR.
 
     For each perturbed gene (and state): the number of cells, the mean and standard deviation
@@ -1405,8 +1712,9 @@ def perturbation_stats(results: pd.DataFrame, null="all", value: str | None = No
             u = np.full(len(summary), np.nan)
             p = np.full(len(summary), np.nan)
             for i, (_, x) in enumerate(g):
-                r = stats.mannwhitneyu(x.to_numpy(), pool, alternative="two-sided",
-                                       method="asymptotic")
+                r = stats.mannwhitneyu(
+                    x.to_numpy(), pool, alternative="two-sided", method="asymptotic"
+                )
                 u[i], p[i] = r.statistic, r.pvalue
             summary["null_mean"] = float(pool.mean())
         else:

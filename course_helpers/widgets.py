@@ -1469,7 +1469,7 @@ class PerturbationExplorer(_Explorer):
             long = _pert.in_silico_perturb(self.model, self.cells.dataset, s["perturb_type"],
                                            genes=tokens, cell_states=cs,
                                            emb_mode="cell_and_gene", **common)
-            res = long.attrs["cell_results"]
+            res = long.cell_results
             null = None
             if s["n_random"] > 0:
                 try:

@@ -23,7 +23,7 @@ def test_lazy_submodule_access_and_unknown_name():
 
     assert ch.CourseInputError.__mro__[1] is ValueError
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        ch.nope
+        ch.nope  # noqa: B018
 
 
 def test_doctor_still_callable_after_setup_and_submodule_import():

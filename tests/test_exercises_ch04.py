@@ -1,5 +1,6 @@
 """Tests for the chapter 4 (Troubleshooting) exercise checks: right -> True, wrong -> False,
 placeholder -> False, never an exception."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -56,7 +57,14 @@ def test_fixed_tokenization(small_case, capsys):
 # --------------------------------------------------------------------------------------------
 # ch4-ex-2: attention batch size
 # --------------------------------------------------------------------------------------------
-REQ = dict(n_cells=10_000, max_len=2048, layers=6, heads=4, n_genes=1000, hidden_size=256)
+REQ = {
+    "n_cells": 10_000,
+    "max_len": 2048,
+    "layers": 6,
+    "heads": 4,
+    "n_genes": 1000,
+    "hidden_size": 256,
+}
 
 
 def _best(budget):
@@ -88,8 +96,9 @@ def test_padding_fraction():
     bs = 16
 
     def frac(batches):
-        return 1 - sum(lengths[b].sum() for b in batches) / sum(lengths[b].max() * len(b)
-                                                                 for b in batches)
+        return 1 - sum(lengths[b].sum() for b in batches) / sum(
+            lengths[b].max() * len(b) for b in batches
+        )
 
     a = frac([np.arange(i, min(i + bs, 100)) for i in range(0, 100, bs)])
     s = frac(length_sorted_batches(lengths, bs))

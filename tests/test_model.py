@@ -287,3 +287,14 @@ def test_masked_gene_accuracy_perfect_and_baseline():
     assert res.loc["position baseline", "top3"] == 1.0
     assert res.loc["model", "n_masked"] == 8  # 15 % of 6 genes rounds to 1 per cell
     assert 0.0 <= res.loc["model", "top1"] <= res.loc["model", "top3"] <= 1.0
+
+
+def test_load_model_is_quiet_and_keeps_the_progress_bar_setting(capfd):
+    """No transformers "Loading weights" bar in notebooks; the user's own setting survives."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_progress_bar()
+    load_model("teaching")
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err
+    assert hf_logging.is_progress_bar_enabled()

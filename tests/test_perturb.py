@@ -356,8 +356,13 @@ def test_cell_and_gene_mode(plain_model, dataset, cells):
     x = cells["input_ids"][1]
     long = in_silico_perturb(plain_model, dataset, "overexpress", genes=[x[4], x[30]],
                              cells=[1], emb_mode="cell_and_gene", progress=False)
-    cell = long.attrs["cell_results"]
+    cell = long.cell_results
     assert len(long) == 2 * (len(x) - 1)
+    # the per-cell table travels with filtering, does not break concat or printing
+    sub = long[long["perturbed_token"] == x[4]]
+    assert sub.cell_results is cell
+    assert len(pd.concat([sub, sub])) == 2 * len(sub)
+    assert "cos_sim" in repr(long) and not long.attrs
     for tok, sub in long.groupby("perturbed_token"):
         assert tok not in set(sub["affected_token"])  # the perturbed gene is left out
         assert list(sub["affected_token"]) == [t for t in x if t != tok]  # labelled by identity

@@ -1,7 +1,8 @@
 """Shared helpers for the check functions: feedback printing, placeholders, safe calls."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np  # noqa: F401  (re-exported for chapter modules)
 

@@ -1,11 +1,11 @@
 """Checks for chapter 1 (Foundations)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from ._common import _feedback, _missing, _safe_call  # noqa: F401
+from ._common import _feedback, _missing, _safe_call
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,8 +1,6 @@
 """Checks for chapter 2 (Data preparation)."""
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 
 from ._common import _feedback, _missing, _safe_call  # noqa: F401

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._common import _feedback, _missing, _safe_call  # noqa: F401
+from ._common import _feedback, _missing, _safe_call
 
 
 # --------------------------------------------------------------------------------------------
