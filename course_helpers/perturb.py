@@ -623,7 +623,9 @@ def _blocks_for_cell(x, ci, info, perturb_type, tokens, anchor) -> list[_Block]:
 class _Engine:
     """Runs blocks of perturbed cells through the encoder and fills in their results."""
 
-    def __init__(self, info: _ModelInfo, batch_size: int, state_mat, want_genes: bool):
+    def __init__(
+        self, info: _ModelInfo, batch_size: int, state_mat, want_genes: bool, context_only=False
+    ):
         import torch
 
         if int(batch_size) < 1:
@@ -638,6 +640,7 @@ class _Engine:
         if state_mat is not None:
             self.state_n = torch.as_tensor(state_mat, dtype=self.cdtype, device=self.dev)
         self.want_genes = want_genes
+        self.context_only = bool(context_only)
         self.gene_parts: list[tuple] = []
 
     # -- helpers -----------------------------------------------------------------------------
@@ -757,7 +760,13 @@ class _Engine:
             mean = cos.sum(1) / ncmp.clamp(min=1).to(cos.dtype)
             mean = torch.where(ncmp > 0, mean, torch.full_like(mean, float("nan")))
             cos_out[idx] = mean.cpu().numpy()
-            if self.state_n is not None:
+            if self.state_n is not None and self.context_only:
+                # both cells over the same genes: those compared (not perturbed, not special)
+                w = cmpb.unsqueeze(-1).to(self.cdtype)
+                n_w = ncmp.clamp(min=1).unsqueeze(-1).to(self.cdtype)
+                sh = self._cos_states((e * w).sum(1) / n_w) - self._cos_states((o * w).sum(1) / n_w)
+                shift_out[idx] = sh.cpu().numpy()
+            elif self.state_n is not None:
                 keep = self._gene_mask(ids, valid)
                 w = keep.unsqueeze(-1).to(self.cdtype)
                 cemb = (e * w).sum(1) / keep.sum(1, keepdim=True).to(self.cdtype)
@@ -790,11 +799,12 @@ def _run(
     want_genes,
     progress,
     desc,
+    context_only=False,
 ) -> tuple[list[_Block], _Engine]:
     """Build blocks cell by cell (longest cells first) and run them in chunks."""
     import torch
 
-    engine = _Engine(info, batch_size, state_mat, want_genes)
+    engine = _Engine(info, batch_size, state_mat, want_genes, context_only)
     model = info.model
     was_training = model.training
     model.eval()
@@ -961,6 +971,7 @@ def in_silico_perturb(
     state_embs=None,
     progress: bool = True,
     seed: int = 0,
+    context_only: bool = False,
 ) -> pd.DataFrame:
     """Perturb genes in tokenized cells and measure the effect on the embeddings.
 
@@ -1017,6 +1028,14 @@ def in_silico_perturb(
         Show a progress bar.
     seed
         Seed for ``max_cells`` subsampling.
+    context_only
+        With ``cell_states`` only. ``False`` (the reference): the perturbed cell's embedding
+        (all its genes) is compared with the original cell's (all its genes), so deleting a
+        gene whose own token is typical of a state moves the cell away from that state even if
+        nothing else changed. ``True``: both embeddings are means over the **same** genes -- the
+        ones not perturbed -- so the shift measures only how the model's embeddings of the
+        *other* genes moved (a step beyond the reference; chapter 6 uses it to tell drivers
+        from markers).
 
     Returns
     -------
@@ -1067,6 +1086,12 @@ def in_silico_perturb(
     )
     all_genes = isinstance(genes, str) and genes == "all"
     tokens = None if all_genes else _resolve_genes(genes, info)
+    if context_only and cell_states is None:
+        raise CourseInputError(
+            "context_only=True changes how the shift toward cell states is measured, so it needs "
+            "cell_states. Fix: pass cell_states={...}, or drop context_only (without states the "
+            "effect, cos_sim, already leaves the perturbed gene out)."
+        )
     states = _parse_states(cell_states)
     reader = _cells_reader(dataset)
     sel = _select_cells(reader, info, cells, max_cells, seed, states)
@@ -1113,6 +1138,7 @@ def in_silico_perturb(
         emb_mode == "cell_and_gene",
         progress,
         f"Perturbing ({perturb_type})",
+        context_only=context_only,
     )
     df = _assemble(blocks, sel, states, info.vocab)
     if df.empty:

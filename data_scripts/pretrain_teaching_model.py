@@ -212,7 +212,7 @@ def parse_args(argv=None):
     p.add_argument("--intermediate", type=int, default=None, help="default 2 x hidden")
     p.add_argument("--dropout", type=float, default=0.02)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--steps", type=int, default=2500)
+    p.add_argument("--steps", type=int, default=5000)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup-frac", type=float, default=0.05)
     p.add_argument("--weight-decay", type=float, default=0.001)

@@ -562,3 +562,36 @@ def test_random_gene_null(plain_model, dataset, cells, state_embs):
     assert set(a.attrs["null_genes"]) <= set(cells["input_ids"][0])
     assert len(a) == 4 * 3
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_context_only_compares_the_same_genes(plain_model, dataset, cells, state_embs):
+    """context_only: original and perturbed cell embeddings are means over the same genes."""
+    from course_helpers.perturb import _state_embs_dict
+
+    x = list(cells["input_ids"][0])
+    cid = cells["cell_id"][0] if "cell_id" in cells else 0
+    genes = [x[3], x[40]]
+    ref = in_silico_perturb(plain_model, dataset, "delete", genes=genes, cell_states=STATES,
+                            state_embs=state_embs, cells=[cid], progress=False)
+    ctx = in_silico_perturb(plain_model, dataset, "delete", genes=genes, cell_states=STATES,
+                            state_embs=state_embs, cells=[cid], context_only=True,
+                            progress=False)
+    assert list(ctx.columns) == list(ref.columns) and len(ctx) == len(ref)
+    se = _state_embs_dict(state_embs)
+    h = _layer5(plain_model, x)
+    for j, tok in ((3, x[3]), (40, x[40])):
+        keep = [i for i in range(len(x)) if i != j]
+        p = _layer5(plain_model, [x[i] for i in keep])
+        for st, vec in se.items():
+            want_ctx = _cos(p.mean(0), vec) - _cos(h[keep].mean(0), vec)
+            want_ref = _cos(p.mean(0), vec) - _cos(h.mean(0), vec)
+            sel = (ctx["perturbed_token"] == tok) & (ctx["state"] == st)
+            if not sel.any():
+                continue
+            assert ctx.loc[sel, "shift"].iloc[0] == pytest.approx(want_ctx, abs=TOL)
+            sel_r = (ref["perturbed_token"] == tok) & (ref["state"] == st)
+            assert ref.loc[sel_r, "shift"].iloc[0] == pytest.approx(want_ref, abs=TOL)
+    assert not np.allclose(ctx["shift"], ref["shift"])
+    with pytest.raises(CourseInputError, match="needs cell_states"):
+        in_silico_perturb(plain_model, dataset, "delete", genes=genes, cells=[cid],
+                          context_only=True, progress=False)
