@@ -244,6 +244,44 @@ def driver_check(model, adata, gt, n_random, max_cells, seed, progress):
     }
 
 
+def induction_check(model, adata, gt, n_cells, seed, progress):
+    """The mirror check: switch each TF on in healthy cells, measure the shift toward diseased."""
+    from scipy.stats import mannwhitneyu
+
+    from course_helpers.perturb import in_silico_perturb, random_gene_null
+    from course_helpers.tokenize import tokenize
+
+    dis = gt.disease
+    sub = adata[(adata.obs["cell_type"] == dis["cell_type"]).to_numpy()
+                & ~adata.obs["low_quality"].to_numpy().astype(bool)].copy()
+    ds = tokenize(sub, model.gene_vocab, cell_attrs=("cell_id", "state"),
+                  model_input_size=model.config.max_position_embeddings, progress=progress)
+    states = {"state_key": "state", "start_state": dis["healthy_state"],
+              "goal_state": dis["diseased_state"], "alt_states": []}
+    tfs = list(gt.tfs)
+    res = in_silico_perturb(model, ds, "overexpress", genes=tfs, cell_states=states,
+                            max_cells=n_cells, seed=seed, progress=progress)
+    res = res[res["state"] == dis["diseased_state"]]
+    null = random_gene_null(model, ds, n_genes=len(tfs), seed=seed, cell_states=states,
+                            perturb_type="overexpress", exclude=tfs, max_cells=n_cells,
+                            progress=progress)
+    null = null[null["state"] == dis["diseased_state"]]
+    means = res.groupby("perturbed_gene")["shift"].mean().sort_values(ascending=False)
+    sym = gt.symbols(gt.disease_drivers)[0]
+    d = res.loc[res["perturbed_gene"] == sym, "shift"].to_numpy()
+    others = means.drop(sym)
+    return {
+        "n_cells": int(res["cell_id"].nunique()), "n_tfs": len(means),
+        "driver_symbol": sym, "driver_mean_shift": float(d.mean()),
+        "driver_rank_among_tfs": int(list(means.index).index(sym) + 1),
+        "next_tf": str(others.index[0]), "next_tf_mean_shift": float(others.iloc[0]),
+        "random_mean_shift": float(null["shift"].mean()), "n_random_genes": len(tfs),
+        "ranksum_p_vs_random": float(mannwhitneyu(d, null["shift"].to_numpy(),
+                                                  alternative="greater").pvalue),
+        "seed": seed,
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # figure and card
 # --------------------------------------------------------------------------------------------
@@ -313,6 +351,22 @@ def make_figure(log, ev, path):
 
 def fmt_p(p):
     return f"{p:.2g}" if p >= 1e-300 else "< 1e-300"
+
+
+def induction_text(ev) -> str:
+    ic = ev.get("induction_check")
+    if not ic:
+        return ""
+    return f"""
+**The mirror check (induction).** Overexpressing each of the {ic['n_tfs']} TFs (moved or
+inserted at the top of the cell) in {ic['n_cells']} healthy cardiomyocytes and measuring the
+shift toward the diseased state: **{ic['driver_symbol']} ranks {ic['driver_rank_among_tfs']} of
+{ic['n_tfs']}** (mean shift {ic['driver_mean_shift']:.2e}; next {ic['next_tf']}
+{ic['next_tf_mean_shift']:.2e}; {ic['n_random_genes']} random non-TF genes overexpressed the same
+way {ic['random_mean_shift']:.2e}; one-sided rank-sum p = {fmt_p(ic['ranksum_p_vs_random'])}).
+Switching the driver on in a healthy cell is what this model links to the disease; removing it
+from a diseased cell, where its targets remain, is not (chapter 6 shows both).
+"""
 
 
 def write_card(log, ev, cfg, folder: Path):
@@ -512,7 +566,7 @@ Against only the random-gene deletions at similar rank positions (positions
 {dc['rank_matched_range'][0]:.0f}-{dc['rank_matched_range'][1]:.0f}, the driver's 10th-90th
 percentile; {dc['rank_matched_n_rows']:,} cell-gene pairs, mean shift
 {dc['rank_matched_mean_shift']:.2e}): p = {fmt_p(dc['rank_matched_ranksum_p_one_sided'])}.
-
+{induction_text(ev)}
 ## Intended use and limits
 
 - Teaching only: attention, embeddings and in-silico perturbation on the simulated tissue, where
@@ -616,6 +670,14 @@ def main(argv=None):
     print("driver deletion check ...", flush=True)
     ev["driver_check"] = driver_check(model, load_tissue("chapter"), gt, args.n_random_genes,
                                       args.max_perturb_cells, args.seed, args.progress)
+    print("driver induction check ...", flush=True)
+    ev["induction_check"] = induction_check(model, load_tissue("chapter"), gt, 60, args.seed,
+                                            args.progress)
+    ic = ev["induction_check"]
+    print(f"  {ic['driver_symbol']} switched on: rank {ic['driver_rank_among_tfs']} of "
+          f"{ic['n_tfs']} TFs, shift {ic['driver_mean_shift']:.2e} (next {ic['next_tf']} "
+          f"{ic['next_tf_mean_shift']:.2e}; random {ic['random_mean_shift']:.2e}), p = "
+          f"{ic['ranksum_p_vs_random']:.2g}", flush=True)
     dc = ev["driver_check"]
     print(f"  {dc['driver_symbol']}: mean shift {dc['driver_mean_shift']:.2e}, percentile "
           f"{dc['driver_percentile']:.1f}, rank {dc['driver_rank']}, p = "
