@@ -73,6 +73,15 @@ __all__ = [
 ]
 
 _PERTURB_TYPES = ("delete", "overexpress")
+#: Columns that identify one perturbation of one cell in a result table.
+_ID_COLUMNS = (
+    "cell_id",
+    "rank_index",
+    "perturbed_token",
+    "perturbed_gene",
+    "anchor_token",
+    "anchor_gene",
+)
 _EMB_MODES = ("cell", "cell_and_gene")
 #: Perturbed copies collected before they are sorted by length and run (as multiples of
 #: ``batch_size``): large enough that cells of similar length share full batches.
@@ -911,18 +920,7 @@ def _gene_long(engine: _Engine, cell_df: pd.DataFrame, states, vocab) -> pd.Data
     k = inv[pr]
     order = np.lexsort((ar, k))
     k, at, ar, cs = k[order], at[order], ar[order], cs[order]
-    keep_cols = [
-        c
-        for c in (
-            "cell_id",
-            "rank_index",
-            "perturbed_token",
-            "perturbed_gene",
-            "anchor_token",
-            "anchor_gene",
-        )
-        if c in base.columns
-    ]
+    keep_cols = [c for c in _ID_COLUMNS if c in base.columns]
     out = {c: base[c].to_numpy()[k] for c in keep_cols}
     out["affected_rank_index"] = ar.astype(np.int64)
     out["affected_token"] = at.astype(np.int64)
@@ -1457,18 +1455,7 @@ def net_shift(
     for name, st in (("goal_state", goal_state), ("start_state", start_state)):
         if st not in have:
             raise CourseInputError(f"{name}={st!r} is not a state of the results; states: {have}.")
-    ids = [
-        c
-        for c in (
-            "cell_id",
-            "rank_index",
-            "perturbed_token",
-            "perturbed_gene",
-            "anchor_token",
-            "anchor_gene",
-        )
-        if c in results.columns
-    ]
+    ids = [c for c in _ID_COLUMNS if c in results.columns]
     goal = results[results["state"] == goal_state].reset_index(drop=True)
     start = results[results["state"] == start_state].reset_index(drop=True)
     if len(goal) != len(start) or not goal[ids].equals(start[ids]):
