@@ -7,6 +7,7 @@ needs them. Tests that need them skip, saying so, when they are absent.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,23 @@ def perturb_fixture_dir(shared_dir) -> Path:
     if not d.is_dir():
         pytest.skip(f"perturbation fixture not found at {d}")
     return d
+
+
+@pytest.fixture(scope="session")
+def fixture_model_dir(tmp_path_factory, perturb_fixture_dir, v1_dir) -> Path:
+    """The reference fixture model (V1 family, hidden 64) with the V1 vocab.tsv beside it."""
+    d = tmp_path_factory.mktemp("fixture_model")
+    for f in (perturb_fixture_dir / "model").iterdir():
+        shutil.copy(f, d / f.name)
+    shutil.copy(v1_dir / "vocab_gc30M.tsv", d / "vocab.tsv")
+    return d
+
+
+@pytest.fixture(scope="module")
+def fixture_cells(perturb_fixture_dir):
+    """The perturbation fixture's tokenised cells (a fresh DataFrame per test module)."""
+    import pandas as pd
+
+    df = pd.read_parquet(perturb_fixture_dir / "cells.parquet")
+    df["input_ids"] = [list(map(int, x)) for x in df["input_ids"]]
+    return df

@@ -1,8 +1,6 @@
 """Tests for course_helpers.embed on the reference fixture model and cells."""
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,19 +15,13 @@ from course_helpers.model import load_model
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory, perturb_fixture_dir, v1_dir):
-    d = tmp_path_factory.mktemp("fixture_model")
-    for f in (perturb_fixture_dir / "model").iterdir():
-        shutil.copy(f, d / f.name)
-    shutil.copy(v1_dir / "vocab_gc30M.tsv", d / "vocab.tsv")
-    return load_model(d, device="cpu")
+def model(fixture_model_dir):
+    return load_model(fixture_model_dir, device="cpu")
 
 
 @pytest.fixture(scope="module")
-def cells(perturb_fixture_dir) -> pd.DataFrame:
-    df = pd.read_parquet(perturb_fixture_dir / "cells.parquet")
-    df["input_ids"] = [list(map(int, x)) for x in df["input_ids"]]
-    return df
+def cells(fixture_cells) -> pd.DataFrame:
+    return fixture_cells
 
 
 @pytest.fixture(scope="module")

@@ -34,16 +34,6 @@ V1_PKLS = {
 # fixtures
 # ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def fixture_model_dir(tmp_path_factory, perturb_fixture_dir, v1_dir) -> Path:
-    """The reference fixture model (V1 family, hidden 64) with a vocab.tsv beside it."""
-    d = tmp_path_factory.mktemp("fixture_model")
-    for f in (perturb_fixture_dir / "model").iterdir():
-        shutil.copy(f, d / f.name)
-    shutil.copy(v1_dir / "vocab_gc30M.tsv", d / "vocab.tsv")
-    return d
-
-
-@pytest.fixture(scope="module")
 def fixture_model(fixture_model_dir):
     return load_model(fixture_model_dir, device="cpu")
 

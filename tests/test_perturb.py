@@ -6,7 +6,6 @@ file stays fast on a busy 2-core machine.
 """
 from __future__ import annotations
 
-import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -66,22 +65,16 @@ def plain_model(fx):
 
 
 @pytest.fixture(scope="module")
-def vocab_model(tmp_path_factory, fx, v1_dir):
+def vocab_model(fixture_model_dir):
     """The fixture model loaded with course_helpers.model.load_model and the V1 vocabulary."""
     from course_helpers.model import load_model
 
-    d = tmp_path_factory.mktemp("perturb_fixture_model")
-    for f in (fx / "model").iterdir():
-        shutil.copy(f, d / f.name)
-    shutil.copy(v1_dir / "vocab_gc30M.tsv", d / "vocab.tsv")
-    return load_model(d, device="cpu")
+    return load_model(fixture_model_dir, device="cpu")
 
 
 @pytest.fixture(scope="module")
-def cells(fx) -> pd.DataFrame:
-    df = pd.read_parquet(fx / "cells.parquet")
-    df["input_ids"] = [list(map(int, x)) for x in df["input_ids"]]
-    return df
+def cells(fixture_cells) -> pd.DataFrame:
+    return fixture_cells
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +109,15 @@ def _layer5(model, ids):
     with torch.inference_mode():
         out = model.bert(input_ids=t, output_hidden_states=True)
     return out.hidden_states[5][0].double().numpy()
+
+
+def _v2_copy(model):
+    """A copy of ``model`` with a V2-style vocabulary (<cls> = 2, <eos> = 3), names = ids."""
+    copy = transformers.BertForMaskedLM(model.config).eval()
+    copy.load_state_dict(model.state_dict())
+    copy.gene_vocab = SimpleNamespace(pad_token_id=0, mask_token_id=1, cls_token_id=2,
+                                      eos_token_id=3, symbols=lambda ids: [str(i) for i in ids])
+    return copy
 
 
 def _cos_rows(a, b):
@@ -296,10 +298,7 @@ def test_overexpress_absent_gene_truncates_full_cell(tiny_model):
 
 
 def test_v2_truncation_keeps_eos(tiny_model):
-    model = transformers.BertForMaskedLM(tiny_model.config).eval()
-    model.load_state_dict(tiny_model.state_dict())
-    model.gene_vocab = SimpleNamespace(pad_token_id=0, mask_token_id=1, cls_token_id=2,
-                                       eos_token_id=3, symbols=lambda ids: [str(i) for i in ids])
+    model = _v2_copy(tiny_model)
     genes = list(range(10, 48))
     x = [2] + genes + [3]  # 40 tokens
     states = {"state_key": "s", "start_state": "a", "goal_state": "b"}
@@ -377,10 +376,7 @@ def test_cell_and_gene_mode(plain_model, dataset, cells):
 
 def test_v2_special_tokens_stay_in_place(plain_model):
     """With <cls>/<eos> (V2 models) only genes are perturbed and compared."""
-    model = transformers.BertForMaskedLM(plain_model.config).eval()
-    model.load_state_dict(plain_model.state_dict())
-    model.gene_vocab = SimpleNamespace(pad_token_id=0, mask_token_id=1, cls_token_id=2,
-                                       eos_token_id=3, symbols=lambda ids: [str(i) for i in ids])
+    model = _v2_copy(plain_model)
     genes = list(range(100, 130))
     x = [2] + genes + [3]
     dele = in_silico_perturb(model, {"input_ids": [x]}, "delete", progress=False)
