@@ -282,6 +282,63 @@ def induction_check(model, adata, gt, n_cells, seed, progress):
     }
 
 
+def synergy_check(model, adata, gt, n_cells, seed, progress):
+    """The planted pair: the model's pair screen (chapter 6 style) and the 2 x 2 test on counts.
+
+    Deletes every pair of the TFs detected in >= 50 % of healthy cardiomyocytes (and 10 random
+    pairs of commonly detected non-TF genes) in ``n_cells`` healthy cardiomyocytes and ranks the
+    TF pairs by mean synergy, ``effect(A+B) - [effect(A) + effect(B)]`` with effect = 1 - cos_sim.
+    Then the data alone: ``baselines.pair_interaction`` for the planted pair on counts and on the
+    log scale (all good-quality cardiomyocytes), genes with z > 5.
+    """
+    import pandas as pd
+
+    from course_helpers.baselines import pair_interaction
+    from course_helpers.perturb import perturb_pairs
+    from course_helpers.tokenize import tokenize
+
+    dis = gt.disease
+    cm = adata[(adata.obs["cell_type"] == dis["cell_type"]).to_numpy()
+               & ~adata.obs["low_quality"].to_numpy().astype(bool)].copy()
+    healthy = cm[(cm.obs["state"] == dis["healthy_state"]).to_numpy()].copy()
+    sym = healthy.var["gene_symbol"].astype(str).to_numpy()
+    detected = pd.Series(np.asarray((healthy.X > 0).mean(axis=0)).ravel(), index=sym)
+    tf_set = set(gt.symbols(gt.tfs))
+    tfs = sorted(g for g in tf_set if detected.get(g, 0) >= 0.5)
+    common = sorted(g for g in detected.index[detected >= 0.5]
+                    if g not in tf_set and not g.startswith(("MT-", "RPL", "RPS")))
+    rng = np.random.default_rng(seed)
+    tf_pairs = list(itertools.combinations(tfs, 2))
+    random_pairs = [tuple(rng.choice(common, 2, replace=False)) for _ in range(10)]
+    ds = tokenize(healthy, model.gene_vocab, cell_attrs=("cell_id",),
+                  model_input_size=model.config.max_position_embeddings, progress=progress)
+    res = perturb_pairs(model, ds, tf_pairs + random_pairs, "delete", max_cells=n_cells,
+                        seed=seed, progress=progress)
+    res["pair"] = res["gene_a"] + "+" + res["gene_b"]
+    is_tf = res["gene_a"].isin(tfs) & res["gene_b"].isin(tfs)
+    means = res[is_tf].groupby("pair")["synergy"].mean().sort_values(ascending=False)
+    pair = gt.synergy_pairs[0]
+    a, b = sorted(pair["tf_symbols"])
+    planted = f"{a}+{b}"
+    targets = set(gt.symbols(pair["targets"]))
+    data = {}
+    for scale in ("counts", "log"):
+        t = pair_interaction(cm, a, b, scale=scale, min_cells=20)
+        top = t[t["z"] > 5]
+        data[scale] = {"n_genes_z_gt_5": len(top),
+                       "planted_targets_z_gt_5": int(top["gene_symbol"].isin(targets).sum())}
+    data["group_sizes"] = t.attrs["n_cells"]
+    return {
+        "n_cells": int(res["cell_id"].nunique()), "n_tf_pairs": len(means), "planted": planted,
+        "n_planted_targets": len(targets),
+        "model_rank": int(list(means.index).index(planted) + 1) if planted in means.index else None,
+        "model_planted_synergy": float(means.get(planted, np.nan)),
+        "model_top_pair": str(means.index[0]), "model_top_synergy": float(means.iloc[0]),
+        "random_pairs_synergy": float(res.loc[~is_tf, "synergy"].mean()),
+        "data": data, "seed": seed,
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # figure and card
 # --------------------------------------------------------------------------------------------
@@ -366,6 +423,24 @@ shift toward the diseased state: **{ic['driver_symbol']} ranks {ic['driver_rank_
 way {ic['random_mean_shift']:.2e}; one-sided rank-sum p = {fmt_p(ic['ranksum_p_vs_random'])}).
 Switching the driver on in a healthy cell is what this model links to the disease; removing it
 from a diseased cell, where its targets remain, is not (chapter 6 shows both).
+"""
+
+
+def synergy_text(ev) -> str:
+    sc = ev.get("synergy_check")
+    if not sc:
+        return ""
+    dc, dl = sc["data"]["counts"], sc["data"]["log"]
+    return f"""
+**The planted pair.** Deleting each of the {sc['n_tf_pairs']} pairs of cardiomyocyte TFs (alone
+and together) in {sc['n_cells']} healthy cardiomyocytes, the planted pair **{sc['planted']} ranks
+{sc['model_rank']} of {sc['n_tf_pairs']}** by synergy (mean {sc['model_planted_synergy']:.2e}; top
+{sc['model_top_pair']} {sc['model_top_synergy']:.2e}; random gene pairs
+{sc['random_pairs_synergy']:.2e}): this model does not show the cooperation. The data do: a 2 x 2
+test on counts (`baselines.pair_interaction`, cardiomyocytes grouped by detection of the two TFs)
+gives {dc['n_genes_z_gt_5']} genes with z > 5, {dc['planted_targets_z_gt_5']} of them among the
+{sc['n_planted_targets']} planted targets; on the log scale, {dl['n_genes_z_gt_5']}. The planted
+AND gate multiplies the two activities, and a log scale turns a product into a sum (chapter 6).
 """
 
 
@@ -566,7 +641,7 @@ Against only the random-gene deletions at similar rank positions (positions
 {dc['rank_matched_range'][0]:.0f}-{dc['rank_matched_range'][1]:.0f}, the driver's 10th-90th
 percentile; {dc['rank_matched_n_rows']:,} cell-gene pairs, mean shift
 {dc['rank_matched_mean_shift']:.2e}): p = {fmt_p(dc['rank_matched_ranksum_p_one_sided'])}.
-{induction_text(ev)}
+{induction_text(ev)}{synergy_text(ev)}
 ## Intended use and limits
 
 - Teaching only: attention, embeddings and in-silico perturbation on the simulated tissue, where
@@ -678,6 +753,13 @@ def main(argv=None):
           f"{ic['n_tfs']} TFs, shift {ic['driver_mean_shift']:.2e} (next {ic['next_tf']} "
           f"{ic['next_tf_mean_shift']:.2e}; random {ic['random_mean_shift']:.2e}), p = "
           f"{ic['ranksum_p_vs_random']:.2g}", flush=True)
+    print("synergy check ...", flush=True)
+    ev["synergy_check"] = synergy_check(model, load_tissue("chapter"), gt, 20, args.seed,
+                                        args.progress)
+    sc = ev["synergy_check"]
+    print(f"  {sc['planted']}: model rank {sc['model_rank']} of {sc['n_tf_pairs']} pairs; data: "
+          f"{sc['data']['counts']['n_genes_z_gt_5']} genes z > 5 on counts, "
+          f"{sc['data']['log']['n_genes_z_gt_5']} on log", flush=True)
     dc = ev["driver_check"]
     print(f"  {dc['driver_symbol']}: mean shift {dc['driver_mean_shift']:.2e}, percentile "
           f"{dc['driver_percentile']:.1f}, rank {dc['driver_rank']}, p = "
