@@ -180,6 +180,10 @@ def test_model_card_numbers_come_from_the_evaluation():
     mg = ev["masked_gene_test"]
     assert f"{mg['model']['top1']:.3f}" in card and f"{mg['position_baseline']['top1']:.3f}" in card
     assert f"{ev['driver_check']['driver_mean_shift']:.2e}" in card
+    sc = ev["synergy_check"]
+    assert f"**{sc['planted']} ranks" in card
+    assert f"{sc['model_planted_synergy']:.2e}" in card
+    assert f"gives {sc['data']['counts']['n_genes_z_gt_5']} genes with z > 5" in card
     assert "pretrain_teaching_model.py --out course_helpers/assets/teaching_model" in card
     assert len(log["train_curve"]["train_loss"]) > 5 and len(log["val_curve"]["val_loss"]) > 2
     assert log["val_curve"]["val_loss"][-1] < log["val_curve"]["val_loss"][0]
