@@ -628,9 +628,14 @@ def resolve_layer(model, layer: int = -1) -> int:
 def hidden_states(model, input_ids, attention_mask=None, layer: int = -1):
     """Per-position embeddings from one encoder layer (no MLM head).
 
-    Runs only ``model.bert`` (the MLM head would cost ~73 % of the forward pass for nothing) with
-    ``output_hidden_states=True`` and returns ``hidden_states[N + layer]``. Call it inside
-    ``torch.inference_mode()`` / ``torch.no_grad()``.
+    Runs only ``model.bert`` (the MLM head would cost ~73 % of the forward pass for nothing) and
+    stops after the requested layer: with ``layer=-1`` the last encoder layer is never computed.
+    The result equals ``hidden_states[N + layer]`` of a full forward pass with
+    ``output_hidden_states=True``. Call it inside ``torch.inference_mode()`` /
+    ``torch.no_grad()``.
+
+    The early stop is a forward hook on that layer, registered for the call and removed after
+    it; do not call this function on the same model from two threads at once.
 
     Parameters
     ----------
@@ -659,14 +664,35 @@ def hidden_states(model, input_ids, attention_mask=None, layer: int = -1):
     """
     idx = resolve_layer(model, layer)
     encoder = getattr(model, "bert", model)
-    out = encoder(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        output_hidden_states=True,
-        output_attentions=False,
-        return_dict=True,
-    )
-    return out.hidden_states[idx]
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    stop_at = None
+    if layers is not None and len(layers) == int(model.config.num_hidden_layers):
+        stop_at = encoder.embeddings if idx == 0 else layers[idx - 1]
+    if stop_at is None or idx == len(layers):  # last layer wanted, or an unfamiliar model
+        out = encoder(input_ids=input_ids, attention_mask=attention_mask,
+                      output_hidden_states=True, output_attentions=False, return_dict=True)
+        return out.hidden_states[idx]
+    caught = []
+
+    def hook(_module, _inputs, output):
+        caught.append(output[0] if isinstance(output, (tuple, list)) else output)
+        raise _StopForward
+
+    handle = stop_at.register_forward_hook(hook)
+    try:
+        encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=False,
+                output_attentions=False, return_dict=True)
+    except _StopForward:
+        pass
+    finally:
+        handle.remove()
+    if not caught:  # pragma: no cover - the hooked module was not called
+        raise RuntimeError("hidden_states: the requested layer was never reached.")
+    return caught[0]
+
+
+class _StopForward(Exception):
+    """Raised by :func:`hidden_states`' hook once the requested layer has run."""
 
 
 def forward_memory_bytes(model_or_config, batch_size: int, seq_len: int,

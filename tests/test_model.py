@@ -248,6 +248,42 @@ def test_layer_semantics(fixture_model):
     assert torch.equal(h_0, ref[6])
     assert torch.equal(h_m3, ref[3])
     assert not torch.allclose(h_m1, h_0)
+    with torch.inference_mode():
+        assert torch.equal(hidden_states(m, ids, mask, layer=-6), ref[0])  # embeddings output
+
+
+def test_hidden_states_stops_after_the_requested_layer(fixture_model):
+    m = fixture_model
+    n_hooks = [len(layer._forward_hooks) for layer in m.bert.encoder.layer]
+    calls = []
+    handles = [layer.register_forward_hook(lambda mod, i, o, k=k: calls.append(k))
+               for k, layer in enumerate(m.bert.encoder.layer)]
+    ids, mask = pad_batch([[5, 6, 7, 8, 9], [10, 11, 12]], 0)
+    try:
+        with torch.inference_mode():
+            hidden_states(m, ids, mask, layer=-1)
+            assert calls == [0, 1, 2, 3, 4]          # the last of 6 layers never ran
+            calls.clear()
+            hidden_states(m, ids, mask, layer=-4)
+            assert calls == [0, 1]
+            calls.clear()
+            hidden_states(m, ids, mask, layer=0)
+            assert calls == [0, 1, 2, 3, 4, 5]
+    finally:
+        for h in handles:
+            h.remove()
+    # the stopping hook is removed again: a plain forward pass runs every layer
+    calls.clear()
+    handles = [layer.register_forward_hook(lambda mod, i, o, k=k: calls.append(k))
+               for k, layer in enumerate(m.bert.encoder.layer)]
+    try:
+        with torch.inference_mode():
+            m.bert(input_ids=ids, attention_mask=mask)
+    finally:
+        for h in handles:
+            h.remove()
+    assert calls == [0, 1, 2, 3, 4, 5]
+    assert [len(layer._forward_hooks) for layer in m.bert.encoder.layer] == n_hooks
 
 
 def test_forward_memory_bytes(fixture_model):
