@@ -1124,7 +1124,7 @@ def aggregate_attention(
 # per-layer / per-head summaries
 # --------------------------------------------------------------------------------------------
 def _prepare_summary(model, dataset, layers, heads, batch_size, max_cells, seed, max_memory,
-                     what):
+                     what, method: str = "weight"):
     cells = _Cells(dataset)
     layer_ids = _resolve_index_list(layers, _n_layers(model), "layers")
     head_ids = _resolve_index_list(heads, _n_heads(model), "heads")
@@ -1134,6 +1134,7 @@ def _prepare_summary(model, dataset, layers, heads, batch_size, max_cells, seed,
     lengths = cells.lengths()[sel]
     L = int(lengths.max())
     est = estimate_attention_memory(len(sel), L, len(layer_ids), _n_heads(model), batch_size, 0,
+                                    method=method,
                                     hidden_size=int(getattr(model.config, "hidden_size", 0) or 0)
                                     or None)
     b_eff = max(1, min(int(batch_size), len(sel)))
@@ -1405,6 +1406,7 @@ def attention_vs_cell_length(
     seed: int = 0,
     *,
     columns=None,
+    method: str = "weight",
     max_memory=None,
     switch_to_eager: bool = True,
 ) -> pd.DataFrame:
@@ -1429,6 +1431,11 @@ def attention_vs_cell_length(
     columns
         Dataset columns to copy into the table (default: those of ``cell_id``, ``cell_type``,
         ``state`` that exist).
+    method
+        ``"weight"``: shares of the attention weights.  ``"norm"``: shares of the norm-weighted
+        attention ``alpha_ij ||f(x_j)||`` (Kobayashi et al. 2020; see the module docstring),
+        renormalised over each query's keys so that, as with weights, the shares of one query
+        sum to 1 and ``enrichment`` = 1 still means "no more than its share of tokens".
 
     Returns
     -------
@@ -1441,12 +1448,16 @@ def attention_vs_cell_length(
     --------
     >>> df = attention_vs_cell_length(model, ds, "mito", max_cells=300)     # doctest: +SKIP
     >>> df.plot.scatter("n_genes", "attention_per_group_gene")               # doctest: +SKIP
+    >>> norm = attention_vs_cell_length(model, ds, "mito", max_cells=300,
+    ...                                 method="norm")                        # doctest: +SKIP
     """
     import torch
 
+    method = _check_method(method)
+
     cells, layer_ids, head_ids, sel, batches = _prepare_summary(
         model, dataset, layers, heads, batch_size, max_cells, seed, max_memory,
-        "attention_vs_cell_length")
+        "attention_vs_cell_length", method)
     device = _device(model)
     grp = torch.as_tensor(_resolve_tokens(model, genes, "genes"), device=device)
     hidx = torch.as_tensor(head_ids, device=device)
@@ -1467,12 +1478,16 @@ def attention_vs_cell_length(
 
     def on_layer(layer, attn, vnorm, batch):
         A = attn.index_select(1, hidx).float()
+        if vnorm is not None:  # norm-based: alpha_ij ||f(x_j)||, as shares of each query's total
+            A = A * vnorm.index_select(1, hidx).float()[:, :, None, :]
+            A = A / A.sum(-1, keepdim=True).clamp_min(1e-30)
         to_g = torch.einsum("bhij,bj->bhi", A, batch.extra["grp"]).double()  # (B, h, L)
         q = batch.mask.to(torch.float64)[:, None, :]
         mean_q = (to_g * q).sum(-1) / batch.lengths.to(torch.float64)[:, None]
         out[batch.extra["rows"], slot[layer], :] = mean_q.cpu().numpy()
 
-    _stream(model, cells, batches, layer_ids, on_layer, on_batch=on_batch, progress=progress,
+    _stream(model, cells, batches, layer_ids, on_layer, on_batch=on_batch,
+            need_value_norms=(method == "norm"), progress=progress,
             desc="attention vs cell length", switch_to_eager=switch_to_eager)
 
     if columns is None:

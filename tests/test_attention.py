@@ -304,6 +304,35 @@ def test_attention_vs_cell_length(model, ds):
     assert len(long) == 11 * N_LAYERS * N_HEADS
 
 
+def test_attention_vs_cell_length_norm(model, ds):
+    group = [2, 3, 4, 5, 6, 7, 8, 9]
+    df = attention_vs_cell_length(model, ds, group, method="norm", batch_size=3, progress=False)
+    # brute force for cell 4: alpha_ij ||f(x_j)|| per head, rows renormalised to sum to 1
+    ids = ds["input_ids"][4]
+    layers = model.bert.encoder.layer
+    d = 32 // N_HEADS
+    g = np.array([t in group for t in ids], dtype=np.float64)
+    vals = []
+    with torch.no_grad():
+        out = model.bert(torch.tensor([ids]), output_attentions=True, output_hidden_states=True)
+        for li in range(N_LAYERS):
+            A = out.attentions[li][0].double().numpy()
+            v = layers[li].attention.self.value(out.hidden_states[li][0])
+            W = layers[li].attention.output.dense.weight
+            for h in range(N_HEADS):
+                f = v[:, h * d:(h + 1) * d] @ W[:, h * d:(h + 1) * d].T
+                An = A[h] * f.norm(dim=1).double().numpy()[None, :]
+                An = An / An.sum(1, keepdims=True)
+                vals.append((An @ g).mean())
+    row = df.iloc[4]
+    assert row.attention_to_group == pytest.approx(np.mean(vals), rel=1e-5)
+    weight = attention_vs_cell_length(model, ds, group, progress=False)
+    assert not np.allclose(df["attention_to_group"], weight["attention_to_group"])
+    assert ((df["attention_to_group"] >= 0) & (df["attention_to_group"] <= 1)).all()
+    with pytest.raises(CourseInputError, match="method='norms' is not known"):
+        attention_vs_cell_length(model, ds, group, method="norms", progress=False)
+
+
 def test_save_load_roundtrip(model, ds, tmp_path):
     res = aggregate_attention(model, ds, genes=list(range(2, 12)), progress=False)
     p = res.save(tmp_path / "attn.npz")
