@@ -743,10 +743,10 @@ def main(argv=None):
               f"{ev['separability'][k]['pca']['mean']:.3f}", flush=True)
 
     print("driver deletion check ...", flush=True)
-    ev["driver_check"] = driver_check(model, load_tissue("chapter"), gt, args.n_random_genes,
+    ev["driver_check"] = driver_check(model, chapter, gt, args.n_random_genes,
                                       args.max_perturb_cells, args.seed, args.progress)
     print("driver induction check ...", flush=True)
-    ev["induction_check"] = induction_check(model, load_tissue("chapter"), gt, 60, args.seed,
+    ev["induction_check"] = induction_check(model, chapter, gt, 60, args.seed,
                                             args.progress)
     ic = ev["induction_check"]
     print(f"  {ic['driver_symbol']} switched on: rank {ic['driver_rank_among_tfs']} of "
@@ -754,7 +754,7 @@ def main(argv=None):
           f"{ic['next_tf_mean_shift']:.2e}; random {ic['random_mean_shift']:.2e}), p = "
           f"{ic['ranksum_p_vs_random']:.2g}", flush=True)
     print("synergy check ...", flush=True)
-    ev["synergy_check"] = synergy_check(model, load_tissue("chapter"), gt, 20, args.seed,
+    ev["synergy_check"] = synergy_check(model, chapter, gt, 20, args.seed,
                                         args.progress)
     sc = ev["synergy_check"]
     print(f"  {sc['planted']}: model rank {sc['model_rank']} of {sc['n_tf_pairs']} pairs; data: "
