@@ -236,13 +236,17 @@ def _check_counts(X, layer: str | None) -> None:
         )
 
 
-def _log_normalize(X, target_sum: float = 1e4) -> sp.csr_matrix:
-    """Counts -> log1p(counts / total * target_sum), sparse CSR float32 (zero-count cells stay 0)."""
+def _normalize_total(X, target_sum: float = 1e4) -> sp.csr_matrix:
+    """Counts -> counts / total * target_sum, sparse CSR float64 (zero-count cells stay 0)."""
     X = sp.csr_matrix(X, dtype=np.float64, copy=True)
     totals = np.asarray(X.sum(axis=1)).ravel()
     scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
-    X = sp.diags(scale) @ X
-    X = sp.csr_matrix(X)
+    return sp.csr_matrix(sp.diags(scale) @ X)
+
+
+def _log_normalize(X, target_sum: float = 1e4) -> sp.csr_matrix:
+    """Counts -> log1p(counts / total * target_sum), sparse CSR float32 (zero-count cells stay 0)."""
+    X = _normalize_total(X, target_sum)
     np.log1p(X.data, out=X.data)
     return X.astype(np.float32)
 
@@ -1122,7 +1126,6 @@ def pair_interaction(adata, gene_a, gene_b, genes=None, *, scale: str = "counts"
         raise CourseInputError(f"min_cells must be an integer >= 2, got {min_cells!r}.")
     X = _matrix(adata, layer)
     _check_counts(X, layer)
-    X = sp.csr_matrix(X, dtype=np.float64)
     pair, missing = _to_ids(adata, [gene_a, gene_b])
     if missing:
         raise CourseInputError(
@@ -1145,8 +1148,9 @@ def pair_interaction(adata, gene_a, gene_b, genes=None, *, scale: str = "counts"
                 "adata.var_names or symbols from adata.var['gene_symbol']."
             )
         cols = names.get_indexer(found)
-    a = np.asarray(X[:, ia].todense()).ravel() > 0
-    b = np.asarray(X[:, ib].todense()).ravel() > 0
+    Y = _normalize_total(X, target_sum)  # detection is unchanged by scaling
+    a = np.asarray(Y[:, ia].todense()).ravel() > 0
+    b = np.asarray(Y[:, ib].todense()).ravel() > 0
     masks = {"both": a & b, "a_only": a & ~b, "b_only": ~a & b, "neither": ~a & ~b}
     sizes = {k: int(m.sum()) for k, m in masks.items()}
     if min(sizes.values()) < min_cells:
@@ -1155,9 +1159,7 @@ def pair_interaction(adata, gene_a, gene_b, genes=None, *, scale: str = "counts"
             "each). Fix: pass more cells, a pair whose genes are each missing from some cells, "
             "or a smaller min_cells."
         )
-    totals = np.asarray(X.sum(axis=1)).ravel()
-    scale_f = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
-    Y = sp.csr_matrix(sp.diags(scale_f) @ X[:, cols])
+    Y = Y[:, cols]
     if scale == "log":
         np.log1p(Y.data, out=Y.data)
     means, var_n = {}, {}
