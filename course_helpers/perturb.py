@@ -1032,7 +1032,7 @@ def in_silico_perturb(
         gene whose own token is typical of a state moves the cell away from that state even if
         nothing else changed. ``True``: both embeddings are means over the **same** genes -- the
         ones not perturbed -- so the shift measures only how the model's embeddings of the
-        *other* genes moved (a step beyond the reference; chapter 6 uses it to tell drivers
+        *other* genes moved (a step beyond the reference; chapter 7 uses it to tell drivers
         from markers).
 
     Returns

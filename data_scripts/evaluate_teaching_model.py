@@ -283,7 +283,7 @@ def induction_check(model, adata, gt, n_cells, seed, progress):
 
 
 def synergy_check(model, adata, gt, n_cells, seed, progress):
-    """The planted pair: the model's pair screen (chapter 6 style) and the 2 x 2 test on counts.
+    """The planted pair: the model's pair screen (chapter 7 style) and the 2 x 2 test on counts.
 
     Deletes every pair of the TFs detected in >= 50 % of healthy cardiomyocytes (and 10 random
     pairs of commonly detected non-TF genes) in ``n_cells`` healthy cardiomyocytes and ranks the
@@ -422,7 +422,7 @@ shift toward the diseased state: **{ic['driver_symbol']} ranks {ic['driver_rank_
 {ic['next_tf_mean_shift']:.2e}; {ic['n_random_genes']} random non-TF genes overexpressed the same
 way {ic['random_mean_shift']:.2e}; one-sided rank-sum p = {fmt_p(ic['ranksum_p_vs_random'])}).
 Switching the driver on in a healthy cell is what this model links to the disease; removing it
-from a diseased cell, where its targets remain, is not (chapter 6 shows both).
+from a diseased cell, where its targets remain, is not (chapter 7 shows both).
 """
 
 
@@ -440,7 +440,7 @@ and together) in {sc['n_cells']} healthy cardiomyocytes, the planted pair **{sc[
 test on counts (`baselines.pair_interaction`, cardiomyocytes grouped by detection of the two TFs)
 gives {dc['n_genes_z_gt_5']} genes with z > 5, {dc['planted_targets_z_gt_5']} of them among the
 {sc['n_planted_targets']} planted targets; on the log scale, {dl['n_genes_z_gt_5']}. The planted
-AND gate multiplies the two activities, and a log scale turns a product into a sum (chapter 6).
+AND gate multiplies the two activities, and a log scale turns a product into a sum (chapter 7).
 """
 
 
@@ -479,7 +479,7 @@ def write_card(log, ev, cfg, folder: Path):
                    f"p < 0.05): in this model, deleting {dc['driver_symbol']} moves diseased cells "
                    "towards healthy about as much as a typical random expressed gene, although "
                    "its per-cell shifts lie higher (see the rank-sum p-values). A likely reason, "
-                   "measured in chapter 6: the model learned co-expression, and the driver and its "
+                   "measured in chapter 7: the model learned co-expression, and the driver and its "
                    "targets rise together, so it treats them as one module; the targets are many "
                    "and strongly expressed, so deleting one of them moves the cell more than "
                    "deleting the driver. Keep this in mind when reading in-silico deletion screens "

@@ -1,4 +1,4 @@
-"""Checks for chapter 5 (WGCNA and SCENIC compared with Geneformer).
+"""Checks for chapter 6 (WGCNA and SCENIC compared with Geneformer).
 
 Every check recomputes the expected answer itself (with the package's scorer and the planted
 truth) from the inputs it is given, instead of trusting a number the learner computed.

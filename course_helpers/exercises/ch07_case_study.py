@@ -1,4 +1,4 @@
-"""Checks for chapter 6 (Case study: in-silico treatment of the planted disease).
+"""Checks for chapter 7 (Case study: in-silico treatment of the planted disease).
 
 Every check recomputes the expected answer from the data it is given (per-cell perturbation
 results, raw counts), never from a learner's intermediate variables.

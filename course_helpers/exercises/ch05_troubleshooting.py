@@ -1,4 +1,4 @@
-"""Checks for chapter 4 (Troubleshooting)."""
+"""Checks for chapter 5 (Troubleshooting)."""
 from __future__ import annotations
 
 import numpy as np
