@@ -39,7 +39,7 @@ ALLOWED = [
      r"(?:\s*(?:[–-]|,|and|or|to)\s*\d+)*"), "a chapter / section / exercise / step number"),
     (r"\b\d+(?:\s*[–-]\s*\d+)?\s*min\b", "minutes in the objectives box or a section's timing"),
     (r"\b2 × 2\b", "the name of the 2 × 2 interaction design"),
-    (r"(?<![\w.,])[01](?![\w.,])", "0 and 1 as definitions (a ratio of 1 is random, rank 0 = top)"),
+    (r"(?<![\w.,])[01](?![\w,]|\.\d)", "0 and 1 as definitions (a ratio of 1 is random, rank 0 = top)"),
     # Facts about the real Geneformer (FACTS.md), typed on purpose:
     (r"\b2,048\b", "V1 input size (FACTS.md)"),
     (r"\b4,09[46]\b", "V2 input size / genes (FACTS.md)"),
@@ -48,6 +48,9 @@ ALLOWED = [
     (r"\b15 ?%", "share of genes masked in pretraining (FACTS.md)"),
     (r"~?\b(?:29\.9|30|104) ?M\b", "pretraining corpus sizes, cells (FACTS.md)"),
     (r"\b10,000\b", "the tokenizer's per-10,000 scaling (FACTS.md)"),
+    (r"\b(?:10|40) M parameters\b", "V1-10M / 12-layer V1 sizes (FACTS.md)"),
+    (r"\b86 M parameters\b|~?\b(?:29,541|30,333|27,494|29,926|30,000)\b",
+     "myths of the seed tutorial, quoted to correct them (FACTS.md)"),
     (r"\b(?:6|12|18) layers\b", "V1 / V2 layer counts (FACTS.md)"),
     (r"\b(?:4|8|12|18) heads\b", "V1 / V2 head counts (FACTS.md)"),
     (r"\bhidden (?:size )?(?:256|512|768|1,152)\b", "V1 / V2 hidden sizes (FACTS.md)"),
@@ -70,7 +73,9 @@ FORBIDDEN = [r"\bFACTS\b", r"\\texttt", r"/tmp/", r"ipykernel_"]
 def prose(md: str) -> str:
     """Markdown without what is not prose: code, roles, math, links, HTML comments, directives."""
     s = re.sub(r"<!--.*?-->", " ", md, flags=re.DOTALL)
-    s = re.sub(r"^(`{3,}|~{3,}).*?^\1\s*$", " ", s, flags=re.DOTALL | re.MULTILINE)  # fenced code
+    # fenced code: a fence whose info string is not a {directive} (directives hold prose)
+    s = re.sub(r"^(`{3,}|~{3,})(?![`~])(?!\s*\{)[^\n]*\n.*?^\1\s*$", " ", s,
+               flags=re.DOTALL | re.MULTILINE)
     s = re.sub(r"^\s*(`{3,})\s*\{[^}]*\}.*$", " ", s, flags=re.MULTILINE)  # directive openers
     s = re.sub(r"^\s*`{3,}\s*$", " ", s, flags=re.MULTILINE)  # directive closers
     s = re.sub(r"^:[\w-]+:.*$", " ", s, flags=re.MULTILINE)  # directive options (:label:, :class:)
@@ -126,9 +131,10 @@ def test_detector_flags_typed_numbers_and_spares_glued_and_allowed():
           "Glued: {glue:text}`n_genes` genes, {glue:text}`auprc:.2f`; `n_genes=100` in code.\n"
           "Allowed: chapter 3, sections 4 and 5, 2023, 45 min, V1 has 2,048 inputs and 6 layers; "
           "a ratio of 1 is random; log1p, ch7-ex-1, V2-104M.\n"
-          "1. a list item\n```python\nx = 3.14\n```\n$\\alpha = 0.5$")
+          "1. a list item\n```python\nx = 3.14\n```\n$\\alpha = 0.5$\n"
+          "````{admonition} Box\n:class: tip\nInside a directive: 7 cells.\n```\ny = 2.5\n```\n````")
     found = [n for n, _ in typed_numbers(md)]
-    assert found == ["5th", "5", "2,000", "0.89", "12 %", "1e-3", "−0.02"], found
+    assert found == ["5th", "5", "2,000", "0.89", "12 %", "1e-3", "−0.02", "7"], found
 
 
 def test_detector_catches_everything_the_hook_catches():
