@@ -24,7 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # Chapters still being converted (remove an entry as soon as its chapter passes).
 UNCONVERTED = {
     "book/01_foundations",
-    "book/02_data_preparation",
     "book/03_first_network_analysis",
     "book/05_troubleshooting",
     "book/06_wgcna_scenic_comparison",
