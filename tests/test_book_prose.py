@@ -23,7 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Chapters still being converted (remove an entry as soon as its chapter passes).
 UNCONVERTED = {
-    "book/01_foundations",
     "book/03_first_network_analysis",
     "book/05_troubleshooting",
     "book/06_wgcna_scenic_comparison",
@@ -170,7 +169,10 @@ def problems(chapter: str) -> list[str]:
              "{glue:text}`name`; a fact about the real Geneformer goes to ALLOWED)"
              for i, text in md for n, ctx in typed_numbers(text)]
     used = {k for _, text in md for k in GLUE_ROLE.findall(text)}
-    defined = {k for c in cs if c["cell_type"] == "code" for k in GLUE_DEF.findall(c["text"])}
+    glued = [k for c in cs if c["cell_type"] == "code" for k in GLUE_DEF.findall(c["text"])]
+    defined = set(glued)
+    found += [f"glue key {k!r} is glued more than once (the book build warns and fails)"
+              for k in sorted(defined) if glued.count(k) > 1]
     if not used:
         found.append("the prose quotes no computed value ({glue:text}`name`)")
     found += [f"the prose quotes glue key {k!r}, which no code cell glues"
