@@ -23,7 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Chapters still being converted (remove an entry as soon as its chapter passes).
 UNCONVERTED = {
-    "book/03_first_network_analysis",
     "book/05_troubleshooting",
 }
 
