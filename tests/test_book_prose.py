@@ -196,3 +196,73 @@ def test_chapter_prose_quotes_the_computation(chapter):
         return
     assert not found, f"{chapter}:\n" + "\n".join(found)
 
+
+# -- the reference pages ------------------------------------------------------------------------
+
+# Glossary terms that chapters use in another form (regex, case-insensitive).
+GLOSSARY_ALIASES = {
+    "Attention weight": r"attention weight|weight-based",
+    "Dictionary": r"dictionar",
+    "emb_layer": r"emb_layer|layer=-1",
+    "Enrichment (attention)": r"enrichment",
+    "Gene median": r"median",
+    "In-silico induction": r"induction",
+    "In-silico perturbation": r"in.silico (?:perturb|delet|treat)|in_silico_perturb",
+    "Interaction (2 × 2)": r"interaction",
+    "Null distribution": r"\bnull\b",
+    "Soft-thresholding power": r"soft.threshold|soft power",
+    "State shift": r"\bshift",
+    "Donor effect": r"donor",
+}
+
+
+def chapter_text(number: int) -> str | None:
+    paths = sorted(ROOT.glob(f"book/{number:02d}_*.ipynb"))
+    if not paths:
+        return None
+    nb = json.loads(paths[0].read_text())
+    return "\n".join("".join(c["source"]) for c in nb["cells"])
+
+
+def glossary_entries() -> list[tuple[str, str]]:
+    body = (ROOT / "book/glossary.md").read_text().split("```{glossary}")[1].split("\n```")[0]
+    entries = re.split(r"\n(?=\S)", body.strip())
+    return [(e.split("\n")[0].strip(), " ".join(e.split("\n")[1:])) for e in entries
+            if e.strip() and not e.startswith(":")]
+
+
+def test_glossary_points_to_chapters_that_use_the_term():
+    bad = []
+    for term, text in glossary_entries():
+        refs = re.findall(r"chapters? ((?:\d+(?:,\s*|\s+and\s+)?)+)", text)
+        words = re.sub(r"\s*\(.*\)", "", term).split()
+        pattern = GLOSSARY_ALIASES.get(term, r"\s+".join(map(re.escape, words)))
+        for n in sorted({int(x) for r in refs for x in re.findall(r"\d+", r)}):
+            body = chapter_text(n)
+            if body is not None and not re.search(pattern, body, re.I):
+                bad.append(f"{term!r} points to chapter {n}, which does not use it")
+    assert not bad, "\n".join(bad)
+
+
+def test_instructor_guide_matches_the_chapters():
+    guide = (ROOT / "book/instructors.md").read_text()
+    checks = {int(n): set(re.findall(r"`(check_\w+)`", row))
+              for n, row in re.findall(r"^\| (\d+) \| (.*)\|$", guide, re.M)}
+    times = {int(n): (int(t), int(e)) for n, t, e in
+             re.findall(r"^\| (\d+)\. [^|]+\| (\d+) min \| (\d+) min \|", guide, re.M)}
+    for chapter in toc_chapters():
+        n = int(Path(chapter).name[:2])
+        text = chapter_text(n)
+        used = set(re.findall(r"ch\.exercises\.(check_\w+)", text))
+        assert checks.get(n) == used, (f"instructor guide, check table, chapter {n}: "
+                                       f"{sorted(checks.get(n, ()))} but the chapter uses {sorted(used)}")
+        box = re.search(r"\*\*Time:\*\*\s*(\d+)\s+min\s+teaching,\s*(\d+)\s+min\s+exercises", text)
+        assert box, f"{chapter}: no '**Time:** N min teaching, M min exercises' in its objectives"
+        assert times.get(n) == (int(box[1]), int(box[2])), (
+            f"instructor guide, chapter times, chapter {n}: {times.get(n)} but the chapter says "
+            f"{box[1]} + {box[2]} min")
+
+
+def test_bibliography_has_no_latex_markup():
+    bib = (ROOT / "book/references.bib").read_text()
+    assert "\\texttt" not in bib and "\\emph" not in bib, "LaTeX markup shows up on the HTML page"
