@@ -239,7 +239,7 @@ def test_glossary_points_to_chapters_that_use_the_term():
         pattern = GLOSSARY_ALIASES.get(term, r"\s+".join(map(re.escape, words)))
         for n in sorted({int(x) for r in refs for x in re.findall(r"\d+", r)}):
             body = chapter_text(n)
-            if body is not None and not re.search(pattern, body, re.I):
+            if body is not None and not re.search(pattern, body, re.IGNORECASE):
                 bad.append(f"{term!r} points to chapter {n}, which does not use it")
     assert not bad, "\n".join(bad)
 
@@ -247,9 +247,9 @@ def test_glossary_points_to_chapters_that_use_the_term():
 def test_instructor_guide_matches_the_chapters():
     guide = (ROOT / "book/instructors.md").read_text()
     checks = {int(n): set(re.findall(r"`(check_\w+)`", row))
-              for n, row in re.findall(r"^\| (\d+) \| (.*)\|$", guide, re.M)}
+              for n, row in re.findall(r"^\| (\d+) \| (.*)\|$", guide, re.MULTILINE)}
     times = {int(n): (int(t), int(e)) for n, t, e in
-             re.findall(r"^\| (\d+)\. [^|]+\| (\d+) min \| (\d+) min \|", guide, re.M)}
+             re.findall(r"^\| (\d+)\. [^|]+\| (\d+) min \| (\d+) min \|", guide, re.MULTILINE)}
     for chapter in toc_chapters():
         n = int(Path(chapter).name[:2])
         text = chapter_text(n)
