@@ -979,28 +979,11 @@ def _hub_error_message(err: BaseException, what: str, revision: str, files: list
                        fix: str = "") -> str:
     """Name the real cause of a failed Hub download (offline, bad revision, missing file ...)."""
     kinds = {c.__name__ for c in type(err).__mro__}
-    detail = f"[{type(err).__name__}: {str(err).strip().splitlines()[0][:240] if str(err).strip() else ''}]"
+    first = str(err).strip().splitlines()[0][:240] if str(err).strip() else ""
+    detail = f"[{type(err).__name__}: {first}]"
     where = f"{GENEFORMER_REPO} at revision {revision}"
-    if "RevisionNotFoundError" in kinds:
-        cause = (
-            f"the revision {revision!r} does not exist in {GENEFORMER_REPO} on the Hugging Face "
-            "Hub (a commit of a fork or of a GitHub mirror is not a Hub commit). Fix: use the "
-            f"course's pinned revision {GENEFORMER_REVISION[:12]} (the default: leave revision= "
-            "out), revision='main' for the newest files, or a commit listed at "
-            f"https://huggingface.co/{GENEFORMER_REPO}/commits/main."
-        )
-    elif "RepositoryNotFoundError" in kinds:
-        cause = (
-            f"the repository {GENEFORMER_REPO} was not found (renamed, private, or a token "
-            "problem). Fix: check https://huggingface.co/" + GENEFORMER_REPO + " in a browser."
-        )
-    elif kinds & {"EntryNotFoundError", "RemoteEntryNotFoundError"}:
-        cause = (
-            f"a file was not found at that revision ({', '.join(files[:4])}): the repository's "
-            "layout differs there. Fix: use the course's pinned revision (leave revision= out) "
-            "or pass a local folder."
-        )
-    elif kinds & {"LocalEntryNotFoundError", "OfflineModeIsEnabled"} or _offline_env():
+    generic = not kinds & {"RevisionNotFoundError", "RepositoryNotFoundError", "EntryNotFoundError"}
+    if kinds & {"LocalEntryNotFoundError", "OfflineModeIsEnabled"} or (generic and _offline_env()):
         if _offline_env():
             cause = (
                 "offline mode is on (HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1) and these files "
@@ -1015,6 +998,25 @@ def _hub_error_message(err: BaseException, what: str, revision: str, files: list
                 "https://huggingface.co is reachable (e.g. Colab) so they are cached"
             )
         cause += "; or use a local copy (see below)."
+    elif "RevisionNotFoundError" in kinds:
+        cause = (
+            f"the revision {revision!r} does not exist in {GENEFORMER_REPO} on the Hugging Face "
+            "Hub (a commit of a fork or of a GitHub mirror is not a Hub commit). Fix: use the "
+            f"course's pinned revision {GENEFORMER_REVISION[:12]} (the default: leave revision= "
+            "out), revision='main' for the newest files, or a commit listed at "
+            f"https://huggingface.co/{GENEFORMER_REPO}/commits/main."
+        )
+    elif "RepositoryNotFoundError" in kinds:
+        cause = (
+            f"the repository {GENEFORMER_REPO} was not found (renamed, private, or a token "
+            "problem). Fix: check https://huggingface.co/" + GENEFORMER_REPO + " in a browser."
+        )
+    elif kinds & {"EntryNotFoundError", "RemoteEntryNotFoundError"}:  # not Local...
+        cause = (
+            f"a file was not found at that revision ({', '.join(files[:4])}): the repository's "
+            "layout differs there. Fix: use the course's pinned revision (leave revision= out) "
+            "or pass a local folder."
+        )
     elif kinds & {"ConnectionError", "ConnectError", "TimeoutException", "Timeout",
                   "ConnectTimeout", "ReadTimeout", "gaierror", "URLError", "ProxyError"}:
         cause = (
