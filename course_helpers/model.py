@@ -238,13 +238,17 @@ def _looks_like_repo_root(folder: Path) -> list[str]:
 
 def _repo_root_message(folder: Path, subs: list[str]) -> str:
     first = next((s for s in subs if s.startswith("Geneformer-V1")), subs[0])
+    own = (
+        "Its own config.json and model.safetensors are a copy of Geneformer-V2-316M (18 layers, "
+        "hidden 1,152, ~316 M parameters, V2 dictionaries), so loading the root would silently "
+        "give you the largest V2 model. "
+        if (folder / "config.json").is_file() else ""
+    )
     return (
-        f"{folder} is the root of a clone of the Geneformer repository, not a model folder. Its "
-        "config.json and model.safetensors are a copy of Geneformer-V2-316M (18 layers, hidden "
-        "1,152, ~316 M parameters, V2 dictionaries), so loading the root would silently give you "
-        "the largest V2 model. Fix: pass the folder of the model you want, e.g. "
-        f"load_model({str(folder / first)!r}); model folders here: {subs}. (If you do want the "
-        f"316M model: load_model({str(folder / 'Geneformer-V2-316M')!r}).)"
+        f"{folder} is the root of a clone of the Geneformer repository, not a model folder. "
+        f"{own}Fix: pass the folder of the model you want, e.g. "
+        f"load_model({str(folder / first)!r}); model folders here: {subs}. (The 316M model is "
+        f"load_model({str(folder / 'Geneformer-V2-316M')!r}).)"
     )
 
 

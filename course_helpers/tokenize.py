@@ -397,8 +397,12 @@ def _resolve_vocab(vocab) -> GeneVocab:
         return GeneVocab.geneformer_v2()
     if isinstance(vocab, (str, Path)):
         p = Path(vocab)
-        if p.is_dir():
-            return GeneVocab.geneformer_v1(p)
+        if p.is_dir():  # a folder of V1 or V2 dictionaries (or a clone of the Hub repository)
+            for version in ("V1", "V2"):
+                found = GeneVocab._from_folder(p, f"geneformer-{version.lower()}", version)
+                if found is not None:
+                    return found
+            return GeneVocab.geneformer_v1(p)  # raises, naming the files it looked for
         if p.is_file():
             return GeneVocab.from_tsv(p)
     raise CourseInputError(

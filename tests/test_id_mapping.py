@@ -134,3 +134,18 @@ def test_vocab_from_folder_picks_up_the_mapping_dictionary(tmp_path):
     ds = tokenize(_adata(), v2, model_version="V2", progress=False)
     assert list(ds[0]["input_ids"]) == [6, 2, 3, 4, 5, 7]
     assert tokenization_info(ds)["model_version"] == "V2"
+
+
+def test_tokenize_accepts_a_v2_dictionary_folder(tmp_path):
+    import pickle
+
+    v = _vocab()
+    for name, d in {"token_dictionary_gc95M.pkl": {"<cls>": 6, "<eos>": 7, **v.token_to_id},
+                    "gene_median_dictionary_gc95M.pkl": v.medians}.items():
+        (tmp_path / name).write_bytes(pickle.dumps(d))
+    with pytest.warns(UserWarning, match="Only 3 of 8 genes"):
+        ds = tokenize(_adata(), tmp_path, model_version="V2", progress=False)
+    assert tokenization_info(ds)["vocab"] == "geneformer-v2"
+    assert tokenization_info(ds)["gene_id_mapping"] is None  # no mapping dictionary there
+    with pytest.raises(CourseInputError, match="No V1 dictionaries"):
+        tokenize(_adata(), tmp_path / "..", progress=False)
