@@ -14,6 +14,12 @@ Conventions
   exactly what scoring against ground truth tests.
 * Edge tables have columns ``source, target, score`` (more columns are kept as attributes).
 
+Three more read-outs live here too: **gene-embedding networks** (:func:`embedding_similarity` ->
+:func:`embedding_network`: cosine similarity of context-specific gene embeddings, kNN graph,
+communities), a **gene-set library** built from the tissue's own annotation
+(:func:`tissue_gene_sets`; GMT files via :func:`read_gmt` / :func:`write_gmt`) and **enrichment**
+of modules or rankings against it (:func:`enrich`, :func:`enrich_modules`, with gseapy).
+
 Scoring follows BEELINE (Pratapa et al. 2020, Nat. Methods): candidate edges are TF -> gene
 pairs (no self-loops); AUPRC is compared with a random predictor (whose expected precision is
 the edge density among the candidates) and the early precision ratio (EPR) is the precision of
@@ -1078,7 +1084,7 @@ def embedding_similarity(
     sim.attrs["symbol"] = symbols[keep]
     sim.attrs["embeddings"] = emb
     sim.attrs["params"] = {"emb_layer": int(emb_layer), "center": bool(center),
-                           "min_cells": int(min_cells), "cells_used": int(len(idx))}
+                           "min_cells": int(min_cells), "cells_used": len(idx)}
     return sim
 
 
@@ -1386,8 +1392,7 @@ def write_gmt(gene_sets: Mapping, path, *, description: str = "course_helpers") 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
-        for name, genes in sets.items():
-            fh.write("\t".join([name, description, *genes]) + "\n")
+        fh.writelines("\t".join([name, description, *genes]) + "\n" for name, genes in sets.items())
     return path
 
 
