@@ -51,6 +51,7 @@ __all__ = [
     "graph_from_edges",
     "graph_from_matrix",
     "module_agreement",
+    "pool_similarities",
     "pr_curve",
     "read_gmt",
     "read_network",
@@ -1085,6 +1086,66 @@ def embedding_similarity(
     sim.attrs["embeddings"] = emb
     sim.attrs["params"] = {"emb_layer": int(emb_layer), "center": bool(center),
                            "min_cells": int(min_cells), "cells_used": len(idx)}
+    return sim
+
+
+def pool_similarities(per_group: Mapping, *, min_cells: int = 1) -> pd.DataFrame:
+    """Tissue-wide similarity from per-group results of ``embedding_similarity(groupby=...)``.
+
+    Each gene's pooled embedding is the cell-weighted mean of its group embeddings,
+    ``sum_g n_g e_g / sum_g n_g`` - exactly its mean over all cells of all groups - so the
+    tissue-wide network costs no second pass through the model.  Exact when the groups were
+    computed with ``min_cells=1`` (a gene dropped from a group is missing from the sum).
+
+    Parameters
+    ----------
+    per_group
+        ``{group: DataFrame}`` from :func:`embedding_similarity` with ``groupby`` (each carries
+        ``attrs["embeddings"]`` and ``attrs["n_cells"]``).
+    min_cells
+        Genes present in fewer cells over all groups are dropped.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`embedding_similarity` (``attrs``: ``n_cells``, ``symbol``, ``embeddings``,
+        ``params`` with ``pooled_groups``).
+
+    Examples
+    --------
+    >>> per_type = embedding_similarity(model, ds, groupby="cell_type")   # doctest: +SKIP
+    >>> tissue = pool_similarities(per_type)                             # doctest: +SKIP
+    """
+    if not isinstance(per_group, Mapping) or not per_group:
+        raise CourseInputError(
+            "per_group must be the dict returned by embedding_similarity(..., groupby=...).")
+    sums, counts, symbols, params = None, None, {}, {}
+    for g, sim in per_group.items():
+        emb, n = sim.attrs.get("embeddings"), sim.attrs.get("n_cells")
+        if not isinstance(emb, pd.DataFrame) or not isinstance(n, pd.Series):
+            raise CourseInputError(
+                f"Group {g!r} carries no embeddings (attrs['embeddings'] / attrs['n_cells']). "
+                "Fix: pass the unmodified output of embedding_similarity(..., groupby=...)."
+            )
+        w = emb.astype(np.float64).mul(n.astype(np.float64), axis=0)
+        sums = w if sums is None else sums.add(w, fill_value=0.0)
+        counts = n.astype(np.int64) if counts is None else counts.add(n, fill_value=0)
+        symbols.update(sim.attrs.get("symbol", pd.Series(dtype=object)).to_dict())
+        params = dict(sim.attrs.get("params", {}))
+    counts = counts.astype(np.int64)
+    keep = counts[counts >= int(min_cells)].index
+    order = [gene for gene in sums.index if gene in set(keep)]
+    emb = sums.loc[order].div(counts.loc[order].astype(np.float64), axis=0)
+    sim = cosine_similarity(emb, center=bool(params.get("center", False)))
+    sim.index.name = sim.columns.name = "gene"
+    sim.attrs["n_cells"] = counts.loc[order].rename("n_cells")
+    sim.attrs["symbol"] = pd.Series({gene: symbols.get(gene) for gene in order}, name="symbol")
+    sim.attrs["embeddings"] = emb.astype(np.float32)
+    params.pop("group", None)
+    params.update(pooled_groups=[str(g) for g in per_group], min_cells=int(min_cells),
+                  cells_used=int(sum(s.attrs["params"].get("cells_used", 0)
+                                     for s in per_group.values())))
+    sim.attrs["params"] = params
     return sim
 
 

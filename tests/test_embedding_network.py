@@ -17,6 +17,7 @@ from course_helpers.networks import (
     embedding_network,
     embedding_similarity,
     module_agreement,
+    pool_similarities,
     score_edges,
 )
 
@@ -165,6 +166,15 @@ def test_groupby_gives_one_matrix_per_group(model, tissue):
     fib = embedding_similarity(model, ds, cells=ct == "fibroblast", genes=genes, progress=False)
     pd.testing.assert_frame_equal(per["fibroblast"], fib)
     assert per["fibroblast"].attrs["params"]["group"] == {"cell_type": "fibroblast"}
+    # pooling the groups = one pass over all their cells
+    pooled = pool_similarities(per)
+    direct = embedding_similarity(model, ds, cells=keep, genes=genes, progress=False)
+    pooled = pooled.loc[direct.index, direct.index]
+    np.testing.assert_allclose(pooled.to_numpy(), direct.to_numpy(), atol=1e-5)
+    pd.testing.assert_series_equal(pooled.attrs["n_cells"].loc[direct.index],
+                                   direct.attrs["n_cells"], check_dtype=False)
+    with pytest.raises(CourseInputError, match="groupby"):
+        pool_similarities({})
     assert not np.allclose(per["fibroblast"].loc[fib.index[:5], fib.index[:5]],
                            per["endothelial"].reindex(index=fib.index[:5],
                                                       columns=fib.index[:5]))
