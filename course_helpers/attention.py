@@ -1679,6 +1679,23 @@ class StateContrast:
         }, index=pd.Index(self.genes, name="gene"))
         return df.sort_values("mean_abs", ascending=False, kind="stable", na_position="last")
 
+    def pooled(self) -> AttentionResult:
+        """Both groups together: the :class:`AttentionResult` of all their cells (sums and counts
+        added), exactly what :func:`aggregate_attention` gives on the union - so a chapter that
+        needs the contrast and the pooled network pays for one pass only."""
+        info = dict(self.a.info)
+        info.pop("group", None)
+        info["pooled_groups"] = {self.groupby: list(self.groups)}
+        info["seconds"] = round(float(self.a.info.get("seconds", 0))
+                                + float(self.b.info.get("seconds", 0)), 3)
+        info["max_len"] = max(int(self.a.info.get("max_len", 0)),
+                              int(self.b.info.get("max_len", 0)))
+        return AttentionResult(
+            sums=self.a.sums + self.b.sums, counts=self.a.counts + self.b.counts,
+            tokens=self.a.tokens.copy(), genes=list(self.a.genes), layers=list(self.a.layers),
+            heads=list(self.a.heads), method=self.a.method,
+            n_cells=self.a.n_cells + self.b.n_cells, symmetric=self.a.symmetric, info=info)
+
     @property
     def nbytes(self) -> int:
         """Memory held by both accumulators (independent of the number of cells)."""

@@ -80,6 +80,13 @@ def test_contrast_equals_difference_of_two_separate_aggregations(model, ds):
     assert list(got.index) == [str(g) for g in GENES]
     # token 3 is only in group a: its pairs have no contrast (NaN), never a fake zero
     assert np.isnan(got.loc["3"].drop("3")).all()
+    # pooled = one aggregation over all cells of both groups
+    allc = aggregate_attention(model, ds, genes=GENES, average="all", progress=False)
+    pooled = sc.pooled()
+    np.testing.assert_allclose(pooled.sums, allc.sums, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(pooled.counts, allc.counts)
+    assert pooled.n_cells == 21 and pooled.genes == allc.genes
+    np.testing.assert_allclose(pooled.matrix().to_numpy(), allc.matrix().to_numpy(), rtol=1e-5)
 
 
 def test_per_layer_and_head_contrast(model, ds):
