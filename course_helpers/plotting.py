@@ -17,6 +17,8 @@ Functions
 * :func:`synergy_bars` - effect of gene A, gene B, A + B together and the additive expectation.
 * :func:`message_figure` - a figure that only says something (empty selections in static pages).
 * :func:`figure_to_png` - PNG bytes of a figure (for ``ipywidgets.Image``).
+* :func:`glue` / :func:`verdict` - computed numbers and verdict sentences for the chapter prose
+  (MyST-NB glue; the book never types a result by hand).
 
 This module imports only :mod:`course_helpers._utils` (layer rule in CONTRIBUTING.md).
 
@@ -45,12 +47,14 @@ __all__ = [
     "embedding_map",
     "figure",
     "figure_to_png",
+    "glue",
     "layer_head_grid",
     "message_figure",
     "new_figure",
     "shift_histogram",
     "synergy_bars",
     "top_genes_bar",
+    "verdict",
 ]
 
 #: Colour cycle used for cell states / cell types (colour-blind friendly, Okabe-Ito + extras).
@@ -512,3 +516,81 @@ def figure_to_png(fig, dpi: int = 90) -> bytes:
     # fast zlib level: these PNGs are redrawn on every control change in the widgets
     fig.savefig(buf, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
     return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# Prose helpers: the book's text quotes the computation, never a typed number
+# --------------------------------------------------------------------------------------------
+
+def _as_text(value, fmt: str = "") -> str:
+    if isinstance(value, np.generic):  # np.float64(0.5) -> 0.5 (MyST-NB reads the text form)
+        value = value.item()
+    if fmt:
+        return format(value, fmt)
+    if isinstance(value, float):
+        return format(value, ".3g")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 1_000:
+        return format(value, ",")
+    return str(value)
+
+
+def glue(name: str, value, fmt: str = "") -> str:
+    """Format ``value`` and store it under ``name`` for the chapter's markdown.
+
+    The markdown quotes it with ``{glue:text}`name``` (MyST-NB), so the page shows what this run
+    computed; nothing is displayed in the notebook itself. Outside a Jupyter kernel, or where
+    MyST-NB is not installed (e.g. Colab), nothing is stored and the text is only returned.
+
+    Parameters
+    ----------
+    name : str
+        Key used in the markdown (letters, digits, ``_``; unique within the chapter).
+    value : object
+        A number, a string or anything with a ``format``; numpy scalars are converted first.
+    fmt : str, optional
+        Python format spec (``".2f"``, ``".1%"``, ``",d"`` ...). Default: ``str`` for strings
+        and integers (with thousands separators), 3 significant digits for floats.
+
+    Returns
+    -------
+    str
+        The text that the page shows, so a hidden check can assert on exactly that.
+
+    Examples
+    --------
+    >>> glue("gap_closed", np.float64(0.123456), ".1%")
+    '12.3%'
+    >>> glue("n_genes", 2000)
+    '2,000'
+    """
+    if not isinstance(name, str) or not name.replace("_", "").isalnum():
+        raise CourseInputError(
+            f"glue name {name!r} must be a non-empty string of letters, digits and '_' "
+            "(it is written inside {glue:text}`...` in the markdown)."
+        )
+    text = _as_text(value, fmt)
+    try:
+        from IPython import get_ipython
+        from myst_nb import glue as _myst_glue
+    except ImportError:  # no book tooling here (e.g. Colab): the prose is not rendered
+        return text
+    if get_ipython() is None:  # plain Python: IPython.display would print the raw bundle
+        return text
+    _myst_glue(name, text, display=False)
+    return text
+
+
+def verdict(name: str, condition, if_true: str, if_false: str) -> bool:
+    """Glue the sentence that matches ``condition`` and return the condition.
+
+    Use it where a result could come out either way with another model or seed: the prose
+    quotes the verdict instead of assuming one outcome.
+
+    Examples
+    --------
+    >>> verdict("driver_found", 3 <= 10, "recovers the driver", "misses the driver")
+    True
+    """
+    cond = bool(condition)
+    glue(name, if_true if cond else if_false)
+    return cond
