@@ -540,6 +540,33 @@ def synergy_check(model, adata, gt, n_cells, seed, progress):
 # --------------------------------------------------------------------------------------------
 # figure and card
 # --------------------------------------------------------------------------------------------
+def training_stages(log) -> list[dict]:
+    """The training stages behind a model, first to last (``--init-from`` chains them)."""
+    chain, cur = [], log
+    while cur:
+        chain.append(cur)
+        cur = cur.get("previous_stage")
+    return chain[::-1]
+
+
+def joined_curves(log):
+    """Train and validation curves of all stages on one step axis, and the stage boundaries."""
+    tc = {"step": [], "train_loss": []}
+    vc = {"step": [], "val_loss": [], "val_top1": []}
+    offset, bounds = 0, []
+    for k, st in enumerate(training_stages(log)):
+        t, v = st["train_curve"], st["val_curve"]
+        tc["step"] += [offset + x for x in t["step"]]
+        tc["train_loss"] += list(t["train_loss"])
+        first = 1 if k else 0  # a later stage's step 0 repeats the previous stage's last point
+        vc["step"] += [offset + x for x in v["step"][first:]]
+        vc["val_loss"] += list(v["val_loss"][first:])
+        vc["val_top1"] += list(v["val_top1"][first:])
+        offset += int(st["training"]["steps"])
+        bounds.append(offset)
+    return tc, vc, bounds[:-1]
+
+
 def make_figure(log, ev, path):
     import matplotlib
 
@@ -547,10 +574,13 @@ def make_figure(log, ev, path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(2, 2, figsize=(11, 8.5))
-    tc, vc = log["train_curve"], log["val_curve"]
+    tc, vc, bounds = joined_curves(log)
     a = ax[0, 0]
     a.plot(tc["step"], tc["train_loss"], lw=1, color="C0", label="train (mean of 10 steps)")
     a.plot(vc["step"], vc["val_loss"], "o-", ms=3, color="C1", label="validation")
+    for b in bounds:
+        a.axvline(b, color="grey", lw=0.8, ls="--")
+        a.text(b, a.get_ylim()[1], " next stage", va="top", fontsize=8, color="grey")
     a.set_xlabel("step"); a.set_ylabel("masked-gene cross-entropy")
     a.axhline(np.log(log["corpus"]["n_gene_tokens"]), ls=":", color="grey",
               label="uniform guess")
@@ -713,8 +743,66 @@ reveals. Aim fixed in advance: mean AUROC at least 0.70 and at least 0.10 above 
 """
 
 
+def reproduce_text(log) -> str:
+    """The commands that rebuild the model, stage by stage (paths made generic)."""
+    import re
+
+    stages = training_stages(log)
+    lines = []
+    for k, st in enumerate(stages):
+        cmd = st.get("command", "python data_scripts/pretrain_teaching_model.py")
+        cmd = re.sub(r"--init-from \S+", f"--init-from stage{k}", cmd)
+        last = k == len(stages) - 1
+        out = "course_helpers/assets/teaching_model" if last else f"stage{k + 1}"
+        cmd = re.sub(r"--out \S+", f"--out {out}", cmd) if "--out" in cmd else f"{cmd} --out {out}"
+        if len(stages) > 1:
+            lines.append(f"# stage {k + 1}" + (" (resumable: add --resume)" if k else ""))
+        lines.append(cmd)
+    return "\n".join(lines)
+
+
+def later_stages_text(log) -> str:
+    stages = training_stages(log)
+    if len(stages) < 2:
+        return ""
+    out = []
+    for k, st in enumerate(stages[1:], start=2):
+        hp, tr = st["hyperparameters"], st["training"]
+        sm = tr.get("stream") or {}
+        if tr.get("corpus_mode") == "stream":
+            extra = []
+            if sm.get("tf_noise") is not None:
+                extra.append(f"log-normal TF noise sd {sm['tf_noise']:g} instead of 0.35")
+            if sm.get("master_on_max") is not None:
+                extra.append(f"each master regulator on in at most {sm['master_on_max']:.0%} of "
+                             "the cells of its type (off: 5 % of its level, as in the simulator)")
+            corpus = (f"**fresh simulated cells, none repeated**: {sm['chunks_used']} chunks of "
+                      f"{sm['chunk_cells']:,} cells (`data_scripts/corpus_stream.py`, simulation "
+                      f"seeds {sm['first_seed']:,}-{sm['first_seed'] + sm['chunks_used'] - 1:,}, "
+                      f"low-quality cells removed; {sm['cells_simulated']:,} cells)" +
+                      (", with wider within-type TF activity than the chapter split (" +
+                       "; ".join(extra) + "), as Genecorpus spans many conditions; the planted "
+                       "network is the same" if extra else ""))
+        else:
+            corpus = "the same corpus, repeated"
+        out.append(
+            f"- **Stage {k}** (continued training from stage {k - 1}'s weights, `--init-from`): "
+            f"{corpus}. {tr['steps']:,} steps ({tr['cells_seen']:,} cells, "
+            f"{tr['tokens_seen']:,} gene tokens), batches of {hp['batch_size']}, peak learning "
+            f"rate {hp['lr']:g} with {hp['warmup_steps']} warm-up steps and linear decay to 0; "
+            f"{tr['train_wall_s'] / 60:.1f} min of training, {tr['s_per_step_mean']:.2f} s per "
+            f"step (load average {(tr.get('loadavg_start') or [float('nan')])[0]:.1f} at the "
+            f"start, {(tr.get('loadavg_end') or [float('nan')])[0]:.1f} at the end, on "
+            f"{tr['cpu_count']} cores).")
+    total = sum(st["training"]["train_wall_s"] for st in stages) / 60
+    steps = sum(int(st["training"]["steps"]) for st in stages)
+    out.append(f"- **All stages**: {steps:,} steps, {total:.1f} min of training.")
+    return "\n".join(out) + "\n"
+
+
 def write_card(log, ev, cfg, folder: Path):
-    hp, co, tr = log["hyperparameters"], log["corpus"], log["training"]
+    stages = training_stages(log)
+    hp, co, tr = stages[0]["hyperparameters"], log["corpus"], stages[0]["training"]
     mg, mc = ev["masked_gene_test"], ev["masked_gene_chapter"]
     sep, dc = ev["separability"], ev["driver_check"]
     size_mb = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 1e6
@@ -722,7 +810,7 @@ def write_card(log, ev, cfg, folder: Path):
     cpu_min = tr.get("train_cpu_s", float("nan")) / 60
     la0 = tr.get("loadavg_start") or [float("nan")] * 3
     la1 = tr.get("loadavg_end") or [float("nan")] * 3
-    vc = log["val_curve"]
+    _, vc, _ = joined_curves(log)
 
     def row(name, d):
         return f"| {name} | {d['top1']:.3f} | {d['top10']:.3f} |"
@@ -768,7 +856,7 @@ All numbers on this card were written by `data_scripts/evaluate_teaching_model.p
 ## Reproduce
 
 ```bash
-python data_scripts/pretrain_teaching_model.py --out course_helpers/assets/teaching_model
+{reproduce_text(log)}
 python data_scripts/evaluate_teaching_model.py --model course_helpers/assets/teaching_model
 ```
 
@@ -830,7 +918,7 @@ Folder size: {size_mb:.1f} MB.
   {hp['grad_clip']:g}.
 - **Batches**: {hp['batch_size']} cells, length-grouped (mega-batches of 50 batches sorted by
   length), padded to the longest cell of the batch.
-- **Steps**: {tr['steps']:,} ({tr['cells_seen']:,} cells, {tr['epochs_equivalent']:.2f} epochs,
+- **Steps**{' (stage 1)' if len(stages) > 1 else ''}: {tr['steps']:,} ({tr['cells_seen']:,} cells, {tr['epochs_equivalent']:.2f} epochs,
   {tr['tokens_seen']:,} gene tokens).
 - **Wall time**: {w_min:.1f} min of training ({tr['total_wall_s'] / 60:.1f} min including data
   loading, vocabulary and tokenizing) on {tr['device']} ({tr['cpu_count']} cores,
@@ -840,7 +928,7 @@ Folder size: {size_mb:.1f} MB.
   time is pessimistic. The process used {cpu_min:.1f} CPU-minutes while training; spread over
   {tr['torch_threads']} otherwise idle core(s) that is about {cpu_min / max(tr['torch_threads'], 1):.0f} min
   (an estimate: thread scaling is not perfect, and waiting threads also burn CPU time).
-- **Loss**: validation loss {vc['val_loss'][0]:.3f} at initialisation (uniform guess:
+{later_stages_text(log)}- **Loss**: validation loss {vc['val_loss'][0]:.3f} at initialisation (uniform guess:
   ln {co['n_gene_tokens']:,} = {np.log(co['n_gene_tokens']):.3f}) -> {vc['val_loss'][-1]:.3f} after
   the last step; validation top-1 {vc['val_top1'][-1]:.3f}.
 

@@ -54,6 +54,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+if str(REPO / "data_scripts") not in sys.path:  # corpus_stream.py, also when imported by path
+    sys.path.insert(0, str(REPO / "data_scripts"))
 
 SPLIT_SEED_OFFSET = 1  # the split uses seed + 1 so it does not share a stream with training
 VAL_FRACTION = 0.05
@@ -240,6 +242,8 @@ def parse_args(argv=None):
     p.add_argument("--ckpt-every", type=int, default=250, help="steps between checkpoints")
     p.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint in --ckpt-dir (same arguments otherwise)")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="testing: stop after this step as if interrupted (checkpoint written)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default=None, help="cpu / cuda / mps (default: cuda if available)")
     p.add_argument("--max-cells", type=int, default=None, help="debug: use only this many cells")
@@ -430,7 +434,8 @@ def main(argv=None) -> dict:
         tmp.mkdir(exist_ok=True)
         save_file({k: v.detach().contiguous().clone() for k, v in model.state_dict().items()
                    if "decoder.weight" not in k}, str(tmp / "model.safetensors"))
-        torch.save({"opt": opt.state_dict(), "sched": sched.state_dict()}, tmp / "optim.pt")
+        torch.save({"opt": opt.state_dict(), "sched": sched.state_dict(),
+                    "torch_rng": torch.get_rng_state()}, tmp / "optim.pt")
         state = {"step": step_done, "epoch": epoch, "tokens_seen": tokens_seen,
                  "cells_seen": cells_seen, "rng": rng.bit_generator.state,
                  "batches": [np.asarray(b).tolist() for b in batches],
@@ -456,6 +461,8 @@ def main(argv=None) -> dict:
         o = torch.load(ckpt_dir / "optim.pt", weights_only=True)
         opt.load_state_dict(o["opt"])
         sched.load_state_dict(o["sched"])
+        if "torch_rng" in o:
+            torch.set_rng_state(o["torch_rng"])  # dropout continues its random stream
         start_step, epoch = st["step"], st["epoch"]
         tokens_seen, cells_seen = st["tokens_seen"], st["cells_seen"]
         rng.bit_generator.state = st["rng"]
@@ -524,8 +531,12 @@ def main(argv=None) -> dict:
             print(f"  step {step + 1}/{n_steps}: train {tl:.3f}  "
                   f"val {vl:.3f}  val top-1 {va:.3f}  ({wall_before + time.time() - t_train:.0f} s)",
                   flush=True)
-        if not args.smoke and ((step + 1) % args.ckpt_every == 0 or step + 1 == n_steps):
+        if not args.smoke and ((step + 1) % args.ckpt_every == 0 or step + 1 == n_steps
+                               or step + 1 == args.stop_after):
             save_checkpoint(step + 1)
+        if args.stop_after and step + 1 == args.stop_after:
+            print(f"  stopped after step {step + 1} (--stop-after); continue with --resume")
+            return {}
     train_wall = wall_before + time.time() - t_train
     train_cpu = cpu_before + time.process_time() - cpu_train
 

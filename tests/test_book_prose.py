@@ -23,12 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Chapters still being converted (remove an entry as soon as its chapter passes).
 UNCONVERTED = {
-    "book/01_foundations",
-    "book/02_data_preparation",
     "book/03_first_network_analysis",
     "book/05_troubleshooting",
     "book/06_wgcna_scenic_comparison",
-    "book/07_case_study_in_silico_treatment",
 }
 
 # What may be typed. Each entry: (regex of the allowed span, why it need not be computed).
@@ -54,12 +51,13 @@ ALLOWED = [
     (r"\b(?:6|12|18) layers\b", "V1 / V2 layer counts (FACTS.md)"),
     (r"\b(?:4|8|12|18) heads\b", "V1 / V2 head counts (FACTS.md)"),
     (r"\bhidden (?:size )?(?:256|512|768|1,152)\b", "V1 / V2 hidden sizes (FACTS.md)"),
+    (r"\b(?:feed-forward|intermediate) (?:size )?(?:512|3,072)\b", "V1 / V2 intermediate sizes (FACTS.md)"),
 ]
 _ALLOWED_RE = re.compile("|".join(f"(?:{a})" for a, _ in ALLOWED), re.MULTILINE)
 
 # A typed number: integers, decimals, thousands separators, exponents, percentages, with or
-# without a sign; not part of a word or an identifier (V1, log1p, ch7-ex-1, gf-6L-30M).
-NUMBER = re.compile(r"(?<![\w.\-/−])[−-]?\d(?:[\d,]*\d)?(?:\.\d+)?(?:[eE][−-]?\d+)?(?: ?%|st|nd|rd|th)?"
+# without a sign; not part of a word or an identifier (V1, log1p, gf-6L-30M).
+NUMBER = re.compile(r"(?:(?<![\w.])[−-])?(?<![\w./])\d(?:[\d,]*\d)?(?:\.\d+)?(?:[eE][−-]?\d+)?(?: ?%|st|nd|rd|th)?"
                     r"(?![\w])")
 # The before-stop hook's detector (decimals and percentages): NUMBER must find all of these.
 HOOK = re.compile(r"(?<![\w.])\d[\d,]*\.\d+(?![\w.])|(?<![\w.])\d+(\.\d+)? ?%")
@@ -127,14 +125,14 @@ def cells(chapter: str) -> list[dict]:
 
 def test_detector_flags_typed_numbers_and_spares_glued_and_allowed():
     md = ("The driver ranks 5th? No: it ranks 5 of 2,000 genes, AUPRC 0.89, 12 % of the gap, "
-          "FDR 1e-3, shift −0.02.\n"
+          "FDR 1e-3, shift −0.02, the top-10 list.\n"
           "Glued: {glue:text}`n_genes` genes, {glue:text}`auprc:.2f`; `n_genes=100` in code.\n"
           "Allowed: chapter 3, sections 4 and 5, 2023, 45 min, V1 has 2,048 inputs and 6 layers; "
-          "a ratio of 1 is random; log1p, ch7-ex-1, V2-104M.\n"
+          "a ratio of 1 is random; log1p, V2-104M.\n"
           "1. a list item\n```python\nx = 3.14\n```\n$\\alpha = 0.5$\n"
-          "````{admonition} Box\n:class: tip\nInside a directive: 7 cells.\n```\ny = 2.5\n```\n````")
+          "````{exercise}\n:label: ch7-ex-1\nInside a directive: 7 cells.\n```\ny = 2.5\n```\n````")
     found = [n for n, _ in typed_numbers(md)]
-    assert found == ["5th", "5", "2,000", "0.89", "12 %", "1e-3", "−0.02", "7"], found
+    assert found == ["5th", "5", "2,000", "0.89", "12 %", "1e-3", "−0.02", "10", "7"], found
 
 
 def test_detector_catches_everything_the_hook_catches():
@@ -171,7 +169,10 @@ def problems(chapter: str) -> list[str]:
              "{glue:text}`name`; a fact about the real Geneformer goes to ALLOWED)"
              for i, text in md for n, ctx in typed_numbers(text)]
     used = {k for _, text in md for k in GLUE_ROLE.findall(text)}
-    defined = {k for c in cs if c["cell_type"] == "code" for k in GLUE_DEF.findall(c["text"])}
+    glued = [k for c in cs if c["cell_type"] == "code" for k in GLUE_DEF.findall(c["text"])]
+    defined = set(glued)
+    found += [f"glue key {k!r} is glued more than once (the book build warns and fails)"
+              for k in sorted(defined) if glued.count(k) > 1]
     if not used:
         found.append("the prose quotes no computed value ({glue:text}`name`)")
     found += [f"the prose quotes glue key {k!r}, which no code cell glues"
@@ -196,3 +197,4 @@ def test_chapter_prose_quotes_the_computation(chapter):
         assert found, f"{chapter} passes every prose check: remove it from UNCONVERTED"
         return
     assert not found, f"{chapter}:\n" + "\n".join(found)
+
