@@ -360,7 +360,7 @@ def _progress_callback(enabled: bool, desc: str):
 
 
 def _training_args(out_dir: str, *, epochs, learning_rate, batch_size, n_train, seed, device,
-                   evaluate: bool, weight_decay: float):
+                   weight_decay: float):
     from transformers import TrainingArguments
 
     params = inspect.signature(TrainingArguments).parameters
@@ -385,8 +385,7 @@ def _training_args(out_dir: str, *, epochs, learning_rate, batch_size, n_train, 
         "label_names": ["labels"],
         "length_column_name": "length",
     }
-    kwargs["eval_strategy" if "eval_strategy" in params else "evaluation_strategy"] = (
-        "epoch" if evaluate else "no")
+    kwargs["eval_strategy" if "eval_strategy" in params else "evaluation_strategy"] = "no"
     if "train_sampling_strategy" in params:  # transformers >= 5
         kwargs["train_sampling_strategy"] = "group_by_length"
     elif "group_by_length" in params:  # pragma: no cover - transformers 4.x
@@ -397,41 +396,51 @@ def _training_args(out_dir: str, *, epochs, learning_rate, batch_size, n_train, 
                                 if k in params or k in {"evaluation_strategy"}})
 
 
-def _train(clf, train_rows: dict, eval_rows: dict | None, *, task, epochs, learning_rate,
+def _train(clf, train_rows: dict, evaluate=None, *, task, epochs, learning_rate,
            batch_size, seed, device, progress, desc, weight_decay=0.001):
-    """Run the Trainer; return (trained model, history DataFrame, seconds)."""
+    """Run the Trainer; return (trained model, history DataFrame, training seconds).
+
+    ``evaluate(model) -> float`` (optional) is called at the end of every epoch and its value is
+    recorded as ``eval_loss``; its time is not counted in the training seconds.
+    """
     import datasets as _ds
     import torch
-    from transformers import PrinterCallback, ProgressCallback, Trainer
+    from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback
 
     pad = int(clf.config.pad_token_id or 0)
     train_ds = _ds.Dataset.from_dict(train_rows)
-    eval_ds = _ds.Dataset.from_dict(eval_rows) if eval_rows is not None else None
+    eval_losses: dict[int, float] = {}
+    eval_seconds = [0.0]
+
+    class _EpochEval(TrainerCallback):
+        def on_epoch_end(self, args, state, control, model=None, **kwargs):
+            t = time.perf_counter()
+            eval_losses[round(float(state.epoch))] = float(evaluate(model))
+            eval_seconds[0] += time.perf_counter() - t
+
     with tempfile.TemporaryDirectory(prefix="ch-finetune-") as tmp:
         args = _training_args(tmp, epochs=epochs, learning_rate=learning_rate,
                               batch_size=batch_size, n_train=len(train_ds), seed=seed,
-                              device=device, evaluate=eval_ds is not None,
-                              weight_decay=weight_decay)
-        trainer = Trainer(model=clf, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                              device=device, weight_decay=weight_decay)
+        trainer = Trainer(model=clf, args=args, train_dataset=train_ds,
                           data_collator=_Collator(pad, token_labels=(task == "gene")))
         for cb in (PrinterCallback, ProgressCallback):
             trainer.remove_callback(cb)
         trainer.add_callback(_progress_callback(progress, desc))
+        if evaluate is not None:
+            trainer.add_callback(_EpochEval())
         t0 = time.perf_counter()
         trainer.train()
-        seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0 - eval_seconds[0]
         logs = list(trainer.state.log_history)
     model = trainer.model
     model.eval()
     rows: dict[int, dict] = {}
     for entry in logs:
-        if "epoch" not in entry:
-            continue
-        ep = round(float(entry["epoch"]))
-        if "loss" in entry:
-            rows.setdefault(ep, {})["train_loss"] = float(entry["loss"])
-        if "eval_loss" in entry:
-            rows.setdefault(ep, {})["eval_loss"] = float(entry["eval_loss"])
+        if "epoch" in entry and "loss" in entry:
+            rows.setdefault(round(float(entry["epoch"])), {})["train_loss"] = float(entry["loss"])
+    for ep, loss in eval_losses.items():
+        rows.setdefault(ep, {})["eval_loss"] = loss
     history = pd.DataFrame.from_dict(rows, orient="index").rename_axis("epoch").sort_index()
     for col in ("train_loss", "eval_loss"):
         if col not in history.columns:
@@ -919,17 +928,28 @@ def cell_classifier(
                 "labels": [class_id[labels[i]] for i in idx],
                 "length": [len(seqs[i]) for i in idx]}
 
+    test_seqs = [seqs[i] for i in test]
+    test_y = np.asarray([class_id[labels[i]] for i in test])
+    last = {}
+
+    def held_out_loss(m):  # also keeps the last epoch's probabilities as the predictions
+        p = _logits(m, test_seqs, max(batch_size, 32), False, "")
+        last["probs"] = p
+        return float(-np.mean(np.log(np.clip(p[np.arange(len(p)), test_y], 1e-12, None))))
+
     trained, history, seconds = _train(
-        trainee, rows(train), rows(test), task="cell", epochs=epochs,
+        trainee, rows(train), held_out_loss, task="cell", epochs=epochs,
         learning_rate=learning_rate, batch_size=batch_size, seed=seed, device=dev,
         progress=progress, desc="fine-tuning (cells)")
     final = _finish(trained, clf, lora)
-
-    probs = _logits(final, [seqs[i] for i in test], max(batch_size, 32), False, "")
+    if lora is not None or "probs" not in last:  # merged weights: predict again to be exact
+        last["probs"] = _logits(final, test_seqs, max(batch_size, 32), False, "")
+    probs = last["probs"]
     pred = np.asarray([classes[j] for j in probs.argmax(1)], dtype=object)
     preds = pd.DataFrame({"index": test})
     if "cell_id" in ds.column_names:
-        preds["cell_id"] = [ds[int(i)]["cell_id"] for i in test]
+        all_ids = ds["cell_id"]
+        preds["cell_id"] = [all_ids[int(i)] for i in test]
     if groups is not None:
         preds[group_key] = groups[test]
     preds["true"] = labels[test]
