@@ -246,9 +246,9 @@ def _cell_embeddings(model, cells: _Cells, indices: np.ndarray, layer: int, batc
         cls = default_cls(model)
     if cls and getattr(vocab, "cls_token_id", None) is None:
         raise CourseInputError(
-            f"cls=True needs a model with a <cls> token (Geneformer V2); this model is "
-            f"{getattr(model, 'model_version', 'V1')} and has none. Fix: use cls=False (mean over "
-            "genes, the V1 cell embedding)."
+            f"cls=True needs a model with a <cls> token (Geneformer V2); this "
+            f"{getattr(model, 'model_version', 'V1')} model has none. Fix: use cls=False (the "
+            "mean over genes, the V1 cell embedding), or leave cls out."
         )
     hidden = int(model.config.hidden_size)
     out = np.zeros((len(indices), hidden), dtype=np.float32)

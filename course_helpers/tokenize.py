@@ -520,7 +520,7 @@ def _resolve_mapping(gene_mapping, vocab: GeneVocab) -> tuple[dict | None, str |
         raw = _read_mapping(gene_mapping, "mapping")
         desc = Path(gene_mapping).name
     elif isinstance(gene_mapping, dict):
-        raw, desc = gene_mapping, "a mapping dictionary given as gene_mapping="
+        raw, desc = gene_mapping, "the dict passed as gene_mapping"
     else:
         raise CourseInputError(
             "gene_mapping must be 'auto', None, True, a dict {input Ensembl ID: vocabulary "
