@@ -23,6 +23,15 @@ loss curves and the held-out cell ids, then measures:
    random genes' mean shifts, and a one-sided Mann-Whitney rank-sum p-value of the driver's
    per-cell shifts against all random-gene per-cell shifts.
 
+4. **Attention** against the planted TF -> gene edges (AUPRC ratio per layer and head, mean of
+   all) beside ``|Pearson r|`` of log-normalised counts (``attention_check``).
+5. **Direct targets** (``direct_target_check``): for every master regulator, delete it in cells of
+   its type; do its planted direct targets' gene embeddings move more than other genes' at
+   similar ranks (AUROC)? Beside: the same with a background gene of similar rank deleted (null),
+   a paired version, an uncorrected version, and the within-type correlation ceiling.
+6. **A fresh tissue** (``--check-seed``, default 2027, used nowhere else): masked-gene prediction
+   and the direct-target check again.
+
 Writes ``MODEL_CARD.md`` and ``model_card.png`` into the model folder and adds an ``evaluation``
 section to ``training_log.json``. ``--card-only`` rewrites the card and figure from that section
 without running the model (about 2-5 min otherwise on 2 CPU cores).
