@@ -50,6 +50,7 @@ __all__ = [
     "cell_classifier",
     "freeze",
     "gene_classifier",
+    "new_classifier",
     "predict_cells",
     "save_classifier",
 ]
@@ -274,6 +275,42 @@ def _make_classifier(model, task: str, classes: list[str], seed: int):
     clf.gene_vocab = getattr(model, "gene_vocab", None)
     clf.model_version = _model_version(model)
     return clf
+
+
+def new_classifier(model, classes: Sequence[str], task: str = "cell", *, seed: int = 0):
+    """A new, untrained classifier on a copy of ``model``'s encoder (what the fine-tunes start from).
+
+    Parameters
+    ----------
+    model
+        A pretrained model from :func:`course_helpers.model.load_model`.
+    classes
+        Class names, in order (class 0 first).
+    task
+        ``"cell"`` (``BertForSequenceClassification``) or ``"gene"``
+        (``BertForTokenClassification``).
+    seed
+        Seeds the new head's initialisation.
+
+    Returns
+    -------
+    transformers.BertForSequenceClassification or transformers.BertForTokenClassification
+        With ``gene_vocab``, ``model_version`` and ``config.id2label`` set.
+
+    Examples
+    --------
+    >>> clf = new_classifier(model, ["healthy", "diseased"])          # doctest: +SKIP
+    >>> freeze(clf, 2)["trainable"]                                   # doctest: +SKIP
+    """
+    if task not in ("cell", "gene"):
+        raise CourseInputError(f"task must be 'cell' or 'gene', got {task!r}.")
+    classes = [str(c) for c in classes]
+    if len(classes) < 2 or len(set(classes)) != len(classes):
+        raise CourseInputError(
+            f"classes must name at least two different classes, got {classes}."
+        )
+    _encoder_owner(model)
+    return _make_classifier(model, task, classes, _check_int(seed, "seed", 0))
 
 
 def _apply_lora(clf, lora, task: str):
@@ -1131,7 +1168,8 @@ def gene_classifier(
         Training settings per fold (the reference trains gene classifiers for 1 epoch).
     max_cells
         Use at most this many cells per fold for training and for prediction (a seeded random
-        sample of the cells that contain the fold's genes); ``None``: all.
+        sample of the cells that contain the fold's genes, plus one cell for any held-out gene the
+        sample missed); ``None``: all.
     lora
         LoRA rank or settings (see :func:`cell_classifier`).
     device, seed, progress
@@ -1213,6 +1251,9 @@ def gene_classifier(
                 train_cells = np.sort(rng.choice(train_cells, max_cells, replace=False))
             if len(test_cells) > max_cells:
                 test_cells = np.sort(rng.choice(test_cells, max_cells, replace=False))
+                # every held-out gene must occur in at least one sampled cell
+                for j in te[~contains[np.ix_(test_cells, te)].any(0)]:
+                    test_cells = np.union1d(test_cells, [rng.choice(np.flatnonzero(contains[:, j]))])
         rows = {"input_ids": [], "labels": [], "length": []}
         for i in train_cells:
             s = seqs[i]

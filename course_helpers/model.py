@@ -218,6 +218,15 @@ def _names_help() -> str:
     return f"Known names: {names}; or the path of a local folder with config.json and weights."
 
 
+def _saved_version(config: dict, vocab: GeneVocab) -> str | None:
+    """``model_version`` recorded by course_helpers.finetune.save_classifier, if consistent."""
+    meta = config.get("course_helpers")
+    saved = meta.get("model_version") if isinstance(meta, dict) else None
+    if saved == vocab.version or (saved == "teaching" and vocab.version == "V1"):
+        return saved
+    return None
+
+
 def _hub_fix(name: str, spec: ModelSpec) -> str:
     return (
         "Other ways to get the model:\n"
@@ -576,7 +585,7 @@ def load_model(
         if explicit_vocab is None and revision is not None:
             warnings.warn("revision= only applies to named Hub models; ignored.", stacklevel=2)
         gene_vocab = explicit_vocab or _local_vocab(folder, int(config.get("vocab_size", -1)))
-        source, version = f"the model in {folder}", None
+        source, version = f"the model in {folder}", _saved_version(config, gene_vocab)
 
     # check before loading any weights
     check_vocab_matches_model(gene_vocab, config, source)

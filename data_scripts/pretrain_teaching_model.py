@@ -1,8 +1,21 @@
 """Pretrain the course's teaching model: a small Geneformer-V1-recipe BERT on the teaching tissue.
 
-One command reproduces the shipped model (CPU, about 20-25 min on 2 cores; faster on a GPU)::
+The shipped model is trained in two stages (the commands and timings are on the model card)::
 
-    python data_scripts/pretrain_teaching_model.py --out course_helpers/assets/teaching_model
+    # stage 1: the fixed 20,000-cell corpus, repeated (about 45 min on 2 shared CPU cores)
+    python data_scripts/pretrain_teaching_model.py --out stage1
+    # stage 2: continue on fresh simulated cells with wider within-type TF variation; resumable:
+    # rerun the same command with --resume after an interruption (checkpoints in <out>.ckpt)
+    python data_scripts/pretrain_teaching_model.py --init-from stage1 \
+        --out course_helpers/assets/teaching_model --corpus stream --tf-noise 0.7 \
+        --master-on-max 0.6 --steps 2500 --lr 1e-3 --eval-every 250 --ckpt-every 250
+
+``--corpus stream`` draws fresh cells chunk by chunk (``data_scripts/corpus_stream.py``: a new
+simulation seed per chunk, never a repeated cell); ``--init-from`` starts from a model folder's
+weights (same vocabulary); the training log of that folder is kept as ``previous_stage``.
+Checkpoints (weights, optimizer, scheduler, random states, curves) go to ``--ckpt-dir``
+(default ``<out>.ckpt``) every ``--ckpt-every`` steps; ``--resume`` continues from there with the
+same result as an uninterrupted run. The pilots that chose stage 2 are in ``data_scripts/README.md``.
 
 What it does, step by step (the Geneformer V1 recipe, scaled down):
 

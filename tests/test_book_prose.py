@@ -25,7 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 UNCONVERTED = {
     "book/03_first_network_analysis",
     "book/05_troubleshooting",
-    "book/06_wgcna_scenic_comparison",
 }
 
 # What may be typed. Each entry: (regex of the allowed span, why it need not be computed).

@@ -432,3 +432,17 @@ def test_lora_without_peft_says_how_to_install(model, cells, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_peft)
     with pytest.raises(CourseInputError, match="pip install 'course_helpers\\[finetune\\]'"):
         ft.cell_classifier(model, cells, "state", lora=4, progress=False)
+
+
+def test_new_classifier(model):
+    clf = ft.new_classifier(model, ["healthy", "diseased"])
+    assert isinstance(clf, BertForSequenceClassification)
+    assert clf.config.id2label == {0: "healthy", 1: "diseased"} and clf.gene_vocab is model.gene_vocab
+    tok = ft.new_classifier(model, ["a", "b", "c"], task="gene")
+    assert isinstance(tok, BertForTokenClassification) and tok.config.num_labels == 3
+    assert torch.equal(tok.bert.embeddings.word_embeddings.weight,
+                       model.bert.embeddings.word_embeddings.weight)
+    with pytest.raises(CourseInputError, match="task must be"):
+        ft.new_classifier(model, ["a", "b"], task="cells")
+    with pytest.raises(CourseInputError, match="at least two different"):
+        ft.new_classifier(model, ["a", "a"])

@@ -71,9 +71,9 @@ def check_donor_accuracy(answer, predictions: pd.DataFrame, group_key: str = "do
 # --------------------------------------------------------------------------------------------
 def reference_trainable_parameters(model, freeze_layers: int, num_labels: int = 2) -> int:
     """Trainable parameters of a new cell classifier on ``model`` with ``freeze_layers`` frozen."""
-    from ..finetune import _make_classifier, freeze
+    from ..finetune import freeze, new_classifier
 
-    clf = _make_classifier(model, "cell", [f"class{i}" for i in range(num_labels)], 0)
+    clf = new_classifier(model, [f"class{i}" for i in range(num_labels)])
     return freeze(clf, freeze_layers)["trainable"]
 
 
@@ -92,9 +92,9 @@ def check_trainable_parameters(answer, model, freeze_layers: int, num_labels: in
     if got == expected:
         return _feedback(True, f"{expected:,} parameters are trained with {freeze_layers} "
                          "frozen layer(s) (and frozen embeddings).", "")
-    from ..finetune import _make_classifier
+    from ..finetune import new_classifier
 
-    clf = _make_classifier(model, "cell", [f"class{i}" for i in range(num_labels)], 0)
+    clf = new_classifier(model, [f"class{i}" for i in range(num_labels)])
     total = sum(p.numel() for p in clf.parameters())
     emb = sum(p.numel() for p in clf.bert.embeddings.parameters())
     if got == total:
