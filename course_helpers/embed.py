@@ -1,8 +1,8 @@
 """Cell and gene embeddings from a Geneformer-family model.
 
-* :func:`embed_cells` - one vector per cell (mean of its gene embeddings, or the ``<cls>``
-  position for V2 models), returned in dataset order and optionally stored in
-  ``adata.obsm["X_geneformer"]``.
+* :func:`embed_cells` - one vector per cell (the mean of its gene embeddings for V1 and the
+  teaching model; the ``<cls>`` position for V2 models, the reference default), returned in
+  dataset order and optionally stored in ``adata.obsm["X_geneformer"]``.
 * :func:`embed_genes` - one vector per gene: its contextual embedding averaged over the cells in
   which it occurs.
 * :func:`state_embeddings` - one vector per cell state: the mean of the cells' embeddings (the
@@ -25,7 +25,7 @@ from ._utils import CourseInputError
 from ._utils import progress as _progress
 from .model import hidden_states, length_sorted_batches, pad_batch, resolve_layer
 
-__all__ = ["embed_cells", "embed_genes", "state_embeddings"]
+__all__ = ["default_cls", "embed_cells", "embed_genes", "state_embeddings"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,8 +199,10 @@ def _pool_cells(h, input_ids, keep, vocab, cls: bool):
         cls_id = getattr(vocab, "cls_token_id", None)
         if not torch.all(input_ids[:, 0] == cls_id):
             raise CourseInputError(
-                "cls=True but some cells do not start with <cls>. Fix: tokenize with the V2 "
-                "rules (special tokens on), or use cls=False for the mean embedding."
+                "The <cls> embedding was asked for (cls=True, the default for V2 models) but "
+                "some cells do not start with <cls>. Fix: tokenize with the V2 rules "
+                "(tokenize(..., model_version='V2') adds <cls>/<eos>), or use cls=False for the "
+                "mean over genes."
             )
         return h[:, 0, :]
     keep = keep.clone()
@@ -218,14 +220,35 @@ def _pool_cells(h, input_ids, keep, vocab, cls: bool):
     return (h * w).sum(1) / counts.to(h.dtype)
 
 
+def default_cls(model) -> bool:
+    """Whether cell embeddings of ``model`` default to its ``<cls>`` token (reference defaults).
+
+    ``True`` for V2 models (their vocabulary has ``<cls>``; the reference ``EmbExtractor`` and
+    ``InSilicoPerturber`` default to ``emb_mode="cls"``), ``False`` for V1 and the teaching
+    model (no ``<cls>``: the mean of the gene embeddings).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> default_cls(SimpleNamespace(gene_vocab=SimpleNamespace(cls_token_id=2)))
+    True
+    >>> default_cls(SimpleNamespace(gene_vocab=SimpleNamespace(cls_token_id=None)))
+    False
+    """
+    vocab = getattr(model, "gene_vocab", None)
+    return getattr(vocab, "cls_token_id", None) is not None
+
+
 def _cell_embeddings(model, cells: _Cells, indices: np.ndarray, layer: int, batch_size: int,
-                     cls: bool, show_progress: bool, desc: str) -> np.ndarray:
+                     cls: bool | None, show_progress: bool, desc: str) -> np.ndarray:
     vocab = _check_model(model)
+    if cls is None:
+        cls = default_cls(model)
     if cls and getattr(vocab, "cls_token_id", None) is None:
         raise CourseInputError(
-            f"cls=True needs a model with a <cls> token (Geneformer V2); this model is "
-            f"{getattr(model, 'model_version', 'V1')} and has none. Fix: use cls=False (mean over "
-            "genes, the V1 cell embedding)."
+            f"cls=True needs a model with a <cls> token (Geneformer V2); this "
+            f"{getattr(model, 'model_version', 'V1')} model has none. Fix: use cls=False (the "
+            "mean over genes, the V1 cell embedding), or leave cls out."
         )
     hidden = int(model.config.hidden_size)
     out = np.zeros((len(indices), hidden), dtype=np.float32)
@@ -269,13 +292,14 @@ def embed_cells(
     adata=None,
     key_added: str = "X_geneformer",
     progress: bool = True,
-    cls: bool = False,
+    cls: bool | None = None,
 ) -> np.ndarray:
     """One embedding per cell, in dataset order.
 
     V1 (and the teaching model): the mean of the cell's gene embeddings over its non-padding
-    positions. V2: the mean over genes, leaving out ``<cls>`` and ``<eos>``, or the ``<cls>``
-    position with ``cls=True``.
+    positions. V2: the ``<cls>`` position by default (as the reference ``EmbExtractor``,
+    ``emb_mode="cls"``), or with ``cls=False`` the mean over genes, leaving out ``<cls>`` and
+    ``<eos>`` (the reference's ``emb_mode="cell"``).
 
     Parameters
     ----------
@@ -296,12 +320,14 @@ def embed_cells(
     progress
         Show a progress bar.
     cls
-        V2 only: use the ``<cls>`` embedding instead of the mean over genes.
+        ``None`` (default): ``<cls>`` for V2 models, the mean for V1 (:func:`default_cls`).
+        ``True``: the ``<cls>`` embedding (V2 only). ``False``: the mean over genes.
 
     Returns
     -------
     numpy.ndarray
-        ``(n_cells, hidden_size)``, float32.
+        ``(n_cells, hidden_size)``, float32. With ``adata=``, ``adata.uns[key_added]["params"]
+        ["pooling"]`` records ``"cls"`` or ``"mean"``.
 
     Examples
     --------
@@ -316,6 +342,8 @@ def embed_cells(
     cells = _Cells(dataset)
     if adata is not None:
         _check_adata(adata, cells, key_added)
+    if cls is None:
+        cls = default_cls(model)
     emb = _cell_embeddings(model, cells, np.arange(cells.n), layer, batch_size, cls, progress,
                            "Embedding cells")
     if adata is not None:
@@ -441,12 +469,13 @@ def state_embeddings(
     layer: int = -1,
     batch_size: int = 32,
     progress: bool = True,
-    cls: bool = False,
+    cls: bool | None = None,
 ) -> dict[str, np.ndarray]:
     """Mean cell embedding of each cell state (goal/start states for perturbation).
 
     Same as the reference ``EmbExtractor.get_state_embs`` with ``summary_stat="exact_mean"``: the
-    per-cell mean embeddings (see :func:`embed_cells`) of the cells in a state, averaged.
+    per-cell embeddings (see :func:`embed_cells`: mean over genes for V1, ``<cls>`` by default
+    for V2) of the cells in a state, averaged.
 
     Parameters
     ----------

@@ -5,10 +5,12 @@ One call loads any model the course uses::
     model = load_model("teaching")            # shipped with the course, works offline
     model = load_model("geneformer-v1")       # Geneformer V1-10M from the Hugging Face Hub
     model = load_model("geneformer-v2-104m")  # Geneformer V2-104M from the Hugging Face Hub
-    model = load_model("path/to/folder")      # any local BertForMaskedLM folder
+    model = load_model("geneformer-v1-cardiomyopathy")  # the published fine-tuned classifier
+    model = load_model("path/to/folder")      # any local Geneformer-style BERT folder
 
-The returned model is a plain ``transformers.BertForMaskedLM`` in ``eval()`` mode on the chosen
-device, with two extra attributes: ``model.gene_vocab`` (the matching
+The returned model is a plain ``transformers`` BERT (``BertForMaskedLM``, or
+``BertForSequenceClassification`` / ``BertForTokenClassification`` for fine-tuned models, as
+``config.json`` says) in ``eval()`` mode on the chosen device, with two extra attributes: ``model.gene_vocab`` (the matching
 :class:`~course_helpers.vocab.GeneVocab`) and ``model.model_version`` (``"V1"``, ``"V2"`` or
 ``"teaching"``; the teaching model follows the V1 rules).
 
@@ -27,8 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
+from . import vocab as _vocab_mod
 from ._utils import CourseInputError
-from .vocab import GENEFORMER_REPO, GENEFORMER_REVISION, GeneVocab
+from .vocab import (
+    GENEFORMER_REPO,
+    GENEFORMER_REVISION,
+    V1_HUB_FILES,
+    V2_HUB_FILES,
+    GeneVocab,
+    check_not_lfs_pointer,
+)
 
 __all__ = [
     "HUB_REPO",
@@ -47,8 +57,9 @@ __all__ = [
 
 #: Hugging Face Hub repository that holds the Geneformer models and their dictionaries.
 HUB_REPO = GENEFORMER_REPO  # "ctheodoris/Geneformer"
-#: Pinned revision (commit) of :data:`HUB_REPO`: the commit whose code the course's reference
-#: fixtures were produced with. Pass ``revision="main"`` to :func:`load_model` for the newest files.
+#: Pinned revision (upstream commit) of :data:`HUB_REPO` (models and dictionaries are identical
+#: from upstream ``ff551ee4`` on). Pass ``revision="main"`` to :func:`load_model` for the newest
+#: files.
 HUB_REVISION = GENEFORMER_REVISION  # same pin as the dictionaries in course_helpers.vocab
 
 #: Vocabulary sizes of the two published dictionary families.
@@ -57,16 +68,12 @@ V2_VOCAB_SIZE = 20_275  # genes + <pad>, <mask>, <cls>, <eos>
 
 _TEACHING_DIR = Path(__file__).resolve().parent / "assets" / "teaching_model"
 
-_V1_DICTIONARIES = {
-    "token_dictionary": "geneformer/gene_dictionaries_30m/token_dictionary_gc30M.pkl",
-    "gene_medians": "geneformer/gene_dictionaries_30m/gene_median_dictionary_gc30M.pkl",
-    "gene_names": "geneformer/gene_dictionaries_30m/gene_name_id_dict_gc30M.pkl",
-}
-_V2_DICTIONARIES = {
-    "token_dictionary": "geneformer/token_dictionary_gc104M.pkl",
-    "gene_medians": "geneformer/gene_median_dictionary_gc104M.pkl",
-    "gene_names": "geneformer/gene_name_id_dict_gc104M.pkl",
-}
+_V1_DICTIONARIES = dict(V1_HUB_FILES)
+_V2_DICTIONARIES = dict(V2_HUB_FILES)
+#: Model classes load_model builds, by ``config.json``'s ``architectures[0]``.
+SUPPORTED_ARCHITECTURES = (
+    "BertForMaskedLM", "BertForSequenceClassification", "BertForTokenClassification",
+)
 
 
 @dataclass(frozen=True)
@@ -83,12 +90,16 @@ class ModelSpec:
         Repository paths of the token, gene-median and gene-name dictionaries.
     description
         One line for humans.
+    weights
+        The weight file to download (``model.safetensors``; the fine-tuned classifier has only
+        the pickle-based ``pytorch_model.bin``, loaded with weights-only loading).
     """
 
     subfolder: str
     version: str
     dictionaries: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
+    weights: str = "model.safetensors"
 
 
 #: Named models that :func:`load_model` can fetch from the Hub (keys are lower case).
@@ -105,6 +116,13 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
         "Geneformer-V2-104M_CLcancer", "V2", _V2_DICTIONARIES,
         "Geneformer V2-104M after continual learning on ~14 M cancer cells",
     ),
+    "geneformer-v1-cardiomyopathy": ModelSpec(
+        "fine_tuned_models/Geneformer-V1-10M_CellClassifier_cardiomyopathies_220224", "V1",
+        _V1_DICTIONARIES,
+        "Geneformer V1-10M fine-tuned to classify cardiomyocytes as non-failing, hypertrophic or "
+        "dilated cardiomyopathy (BertForSequenceClassification, 3 labels)",
+        weights="pytorch_model.bin",
+    ),
     "geneformer-v2-316m": ModelSpec(
         "Geneformer-V2-316M", "V2", _V2_DICTIONARIES,
         "Geneformer V2-316M: 18 layers, 18 heads, hidden 1,152, 4,096 tokens",
@@ -114,9 +132,10 @@ _ALIASES = {
     "geneformer-v1-10m": "geneformer-v1",
     "gf-6l-30m-i2048": "geneformer-v1",
     "geneformer-v2": "geneformer-v2-104m",
+    "geneformer-v1-10m-cardiomyopathy": "geneformer-v1-cardiomyopathy",
 }
 for _key, _spec in list(KNOWN_MODELS.items()):
-    _ALIASES.setdefault(_spec.subfolder.lower(), _key)
+    _ALIASES.setdefault(_spec.subfolder.rsplit("/", 1)[-1].lower(), _key)
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,41 +218,54 @@ def _names_help() -> str:
     return f"Known names: {names}; or the path of a local folder with config.json and weights."
 
 
-def _download_hub_snapshot(repo_id: str, revision: str, allow_patterns: list[str]) -> Path:
-    """Download (or reuse from the cache) the files of ``repo_id`` that match ``allow_patterns``.
-
-    Returns the local folder that mirrors the repository layout. Tests replace this function.
-    """
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as err:  # pragma: no cover - huggingface_hub ships with transformers
-        raise CourseInputError(
-            "huggingface_hub is not installed, so models cannot be downloaded. Fix: "
-            "`pip install huggingface_hub`, or use load_model('teaching') / a local folder."
-        ) from err
-    return Path(snapshot_download(repo_id=repo_id, revision=revision, allow_patterns=allow_patterns))
+def _saved_version(config: dict, vocab: GeneVocab) -> str | None:
+    """``model_version`` recorded by course_helpers.finetune.save_classifier, if consistent."""
+    meta = config.get("course_helpers")
+    saved = meta.get("model_version") if isinstance(meta, dict) else None
+    if saved == vocab.version or (saved == "teaching" and vocab.version == "V1"):
+        return saved
+    return None
 
 
-def _offline_message(name: str, spec: ModelSpec, revision: str, err: BaseException) -> str:
-    hint = ""
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
-        hint = " (HF_HUB_OFFLINE is set, so the Hub is not contacted)"
+def _hub_fix(name: str, spec: ModelSpec) -> str:
     return (
-        f"Could not download model {name!r} ({HUB_REPO}, folder {spec.subfolder}, revision "
-        f"{revision[:12]}) from the Hugging Face Hub: you appear to be offline or the Hub is "
-        f"unreachable{hint}. [{type(err).__name__}: {str(err)[:300]}]\n"
-        "Fix, one of:\n"
-        "  * use the model that ships with the course: load_model('teaching');\n"
-        "  * run where the Hub is reachable (e.g. Colab/Binder) so the files are downloaded and "
-        "cached once;\n"
-        f"  * download the folder {spec.subfolder!r} and the {spec.version} dictionaries "
-        f"({', '.join(spec.dictionaries.values())}) elsewhere, keep the repository layout and call "
-        f"load_model('/path/to/Geneformer/{spec.subfolder}')."
+        "Other ways to get the model:\n"
+        "  * the model that ships with the course works offline: load_model('teaching');\n"
+        f"  * a local copy: clone https://huggingface.co/{HUB_REPO} WITH git-lfs (`git lfs install` "
+        f"before `git clone`, or `git lfs pull` after), then load_model('/path/to/Geneformer/"
+        f"{spec.subfolder}'); the {spec.version} dictionaries are found in the clone."
+    )
+
+
+def _looks_like_repo_root(folder: Path) -> list[str]:
+    """Model folders of a Geneformer repository clone, if ``folder`` is its root."""
+    if not (folder / "geneformer").is_dir():
+        return []
+    subs = [s.subfolder for s in KNOWN_MODELS.values() if (folder / s.subfolder).is_dir()]
+    return subs
+
+
+def _repo_root_message(folder: Path, subs: list[str]) -> str:
+    first = next((s for s in subs if s.startswith("Geneformer-V1")), subs[0])
+    own = (
+        "Its own config.json and model.safetensors are a copy of Geneformer-V2-316M (18 layers, "
+        "hidden 1,152, ~316 M parameters, V2 dictionaries), so loading the root would silently "
+        "give you the largest V2 model. "
+        if (folder / "config.json").is_file() else ""
+    )
+    return (
+        f"{folder} is the root of a clone of the Geneformer repository, not a model folder. "
+        f"{own}Fix: pass the folder of the model you want, e.g. "
+        f"load_model({str(folder / first)!r}); model folders here: {subs}. (The 316M model is "
+        f"load_model({str(folder / 'Geneformer-V2-316M')!r}).)"
     )
 
 
 def _read_config(folder: Path) -> dict:
     cfg = folder / "config.json"
+    subs = _looks_like_repo_root(folder)
+    if subs:
+        raise CourseInputError(_repo_root_message(folder, subs))
     if not cfg.is_file():
         subs = sorted(p.name for p in folder.iterdir() if (p / "config.json").is_file()) \
             if folder.is_dir() else []
@@ -246,6 +278,7 @@ def _read_config(folder: Path) -> dict:
             "load_model at a folder saved with model.save_pretrained(...), which holds config.json "
             "and model.safetensors."
         )
+    check_not_lfs_pointer(cfg, "config.json")
     try:
         return json.loads(cfg.read_text())
     except ValueError as err:
@@ -255,39 +288,49 @@ def _read_config(folder: Path) -> dict:
 
 def _vocab_from_dictionaries(root: Path, dictionaries: Mapping[str, str]) -> GeneVocab:
     paths = {k: root / v for k, v in dictionaries.items()}
-    missing = [str(p) for k, p in paths.items() if k != "gene_names" and not p.is_file()]
+    missing = [str(p) for k, p in paths.items()
+               if k not in ("gene_names", "ensembl_mapping") and not p.is_file()]
     if missing:
         raise CourseInputError(
             f"Dictionary file(s) missing: {missing}. Fix: download them together with the model "
             f"(same repository layout as {HUB_REPO}) or pass vocab=GeneVocab.from_tsv(...)."
         )
     names = paths.get("gene_names")
+    mapping = paths.get("ensembl_mapping")
     return GeneVocab.from_files(
         paths["token_dictionary"],
         paths["gene_medians"],
         names if names is not None and names.is_file() else None,
+        ensembl_mapping=mapping if mapping is not None and mapping.is_file() else None,
     )
 
 
 def _candidate_vocabs(folder: Path) -> list[tuple[str, callable]]:
-    """Vocabulary sources found in or beside a model folder, in order of preference."""
+    """Vocabulary sources found in or beside a model folder, in order of preference.
+
+    Looks in the folder, its parent and grandparent (a model folder of a clone, or a fine-tuned
+    model under ``fine_tuned_models/``), for dictionaries laid out as in the Hub repository, and
+    for upstream file names lying directly in the folder (``*_gc30M.pkl``, ``*_gc104M.pkl`` and
+    the older, byte-identical ``*_gc95M.pkl``).
+    """
     found: list[tuple[str, callable]] = []
     tsv = folder / "vocab.tsv"
     if tsv.is_file():
         found.append((str(tsv), lambda p=tsv: GeneVocab.from_tsv(p)))
-    for root in (folder, folder.parent):
+    for root in (folder, folder.parent, folder.parent.parent):
         for dicts in (_V1_DICTIONARIES, _V2_DICTIONARIES):
             tok = root / dicts["token_dictionary"]
             if tok.is_file():
                 found.append((str(tok), lambda r=root, d=dicts: _vocab_from_dictionaries(r, d)))
-    # upstream file names lying directly in the folder
-    for suffix in ("gc30M", "gc104M"):
+    for suffix in ("gc30M", "gc104M", "gc95M"):
         tok = folder / f"token_dictionary_{suffix}.pkl"
         med = folder / f"gene_median_dictionary_{suffix}.pkl"
         if tok.is_file() and med.is_file():
             names = folder / f"gene_name_id_dict_{suffix}.pkl"
-            found.append((str(tok), lambda t=tok, m=med, n=names: GeneVocab.from_files(
-                t, m, n if n.is_file() else None)))
+            mapping = folder / f"ensembl_mapping_dict_{suffix}.pkl"
+            found.append((str(tok), lambda t=tok, m=med, n=names, e=mapping: GeneVocab.from_files(
+                t, m, n if n.is_file() else None,
+                ensembl_mapping=e if e.is_file() else None)))
     return found
 
 
@@ -365,25 +408,49 @@ def check_vocab_matches_model(vocab: GeneVocab, config, source: str = "the model
 
 
 def _weights_kwargs(folder: Path) -> dict:
-    if any(folder.glob("*.safetensors")):
+    st = sorted(folder.glob("*.safetensors"))
+    if st:
+        for f in st:
+            check_not_lfs_pointer(f, "weight file")
         return {"use_safetensors": True}
-    if any(folder.glob("pytorch_model*.bin")):
+    bins = sorted(folder.glob("pytorch_model*.bin"))
+    if bins:
+        for f in bins:
+            check_not_lfs_pointer(f, "weight file")
         warnings.warn(
-            f"{folder} has no .safetensors weights; loading the PyTorch pickle (.bin) instead. "
-            "Prefer safetensors: model.save_pretrained(folder) writes them.",
-            stacklevel=3,
+            f"{folder.name} has only pickle-based PyTorch weights ({bins[0].name}, no "
+            ".safetensors); they are read with weights-only loading (torch.load(weights_only="
+            "True)), which accepts tensors only and cannot run code from the file. To store a "
+            "copy as safetensors: model.save_pretrained(new_folder).",
+            UserWarning,
+            stacklevel=4,
         )
-        return {"use_safetensors": False}
+        return {"use_safetensors": False, "weights_only": True}
     raise CourseInputError(
-        f"{folder} has config.json but no weights (model.safetensors). Fix: download the weights "
-        "too, or save the model with model.save_pretrained(folder)."
+        f"{folder} has config.json but no weights (model.safetensors or pytorch_model.bin). Fix: "
+        "download the weights too, or save the model with model.save_pretrained(folder)."
     )
 
 
-def _load_bert(folder: Path, output_attentions: bool):
-    import torch
-    from transformers import BertForMaskedLM
+def _model_class(config: dict, folder: Path):
+    import transformers
 
+    archs = config.get("architectures") or ["BertForMaskedLM"]
+    arch = str(archs[0])
+    if config.get("model_type", "bert") != "bert" or arch not in SUPPORTED_ARCHITECTURES:
+        raise CourseInputError(
+            f"{folder}/config.json describes a {arch} ({config.get('model_type', '?')}) model; "
+            f"load_model builds {', '.join(SUPPORTED_ARCHITECTURES)} (Geneformer's BERT "
+            "encoder with a masked-LM, cell-classification or gene-classification head). Fix: "
+            "point load_model at a Geneformer model folder."
+        )
+    return getattr(transformers, arch)
+
+
+def _load_bert(folder: Path, output_attentions: bool, config: dict | None = None):
+    import torch
+
+    model_cls = _model_class(config if config is not None else _read_config(folder), folder)
     kwargs = _weights_kwargs(folder)
     if output_attentions:
         # SDPA/flash attention return no attention weights: only eager attention does.
@@ -395,7 +462,7 @@ def _load_bert(folder: Path, output_attentions: bool):
     bar_was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        model = BertForMaskedLM.from_pretrained(str(folder), **kwargs)
+        model = model_cls.from_pretrained(str(folder), **kwargs)
     finally:
         if bar_was_on:
             hf_logging.enable_progress_bar()
@@ -418,12 +485,18 @@ def load_model(
     ----------
     name_or_path
         ``"teaching"`` (the small model shipped with the course; works offline),
-        ``"geneformer-v1"`` (Geneformer V1-10M), ``"geneformer-v2-104m"`` (V2-104M; see
+        ``"geneformer-v1"`` (Geneformer V1-10M), ``"geneformer-v2-104m"`` (V2-104M),
+        ``"geneformer-v1-cardiomyopathy"`` (the published V1 cell classifier; see
         :data:`KNOWN_MODELS` for all names), or the path of a local folder holding
         ``config.json`` and weights. For a local folder the vocabulary is taken from
         ``vocab=``, else ``vocab.tsv`` in the folder, else Geneformer dictionaries laid out as in
         the Hub repository (``geneformer/gene_dictionaries_30m/*.pkl`` for V1,
-        ``geneformer/*_gc104M.pkl`` for V2) in the folder or its parent.
+        ``geneformer/*_gc104M.pkl`` for V2) in the folder, its parent or grandparent. The
+        class built is ``config.json``'s ``architectures[0]``: ``BertForMaskedLM``,
+        ``BertForSequenceClassification`` or ``BertForTokenClassification``; every analysis
+        function uses ``model.bert``, so a fine-tuned classifier works wherever a pretrained
+        model does. Weights: ``model.safetensors``, else ``pytorch_model.bin`` read with
+        weights-only loading (a warning says so).
     output_attentions
         If True the model uses eager attention and returns attention weights from every
         forward pass (needed by :mod:`course_helpers.attention`). Otherwise the faster default
@@ -438,15 +511,18 @@ def load_model(
 
     Returns
     -------
-    transformers.BertForMaskedLM
+    transformers.BertForMaskedLM (or BertForSequenceClassification / BertForTokenClassification)
         In ``eval()`` mode, float32, on ``device``, with ``model.gene_vocab`` and
         ``model.model_version`` (``"V1"``, ``"V2"`` or ``"teaching"``).
 
     Raises
     ------
     CourseInputError
-        Unknown name or folder, offline Hub download, vocabulary/model mismatch (e.g. V1
-        dictionaries with a V2 model), missing weights, unavailable device.
+        Unknown name or folder; a Hub download that fails (offline, revision or file not found
+        at that revision: the message names which); git-lfs pointer files instead of weights or
+        dictionaries; the root of a repository clone instead of a model folder;
+        vocabulary/model mismatch (e.g. V1 dictionaries with a V2 model); missing weights;
+        unavailable device.
 
     Examples
     --------
@@ -483,15 +559,16 @@ def load_model(
         source, version = "the teaching model", "teaching"
     elif isinstance(name_or_path, str) and _known_spec(name) is not None:
         key, spec = _known_spec(name)
-        rev = revision or HUB_REVISION
-        patterns = [f"{spec.subfolder}/*.json", f"{spec.subfolder}/*.safetensors",
-                    *spec.dictionaries.values()]
-        try:
-            root = Path(_download_hub_snapshot(HUB_REPO, rev, patterns))
-        except CourseInputError:
-            raise
-        except Exception as err:  # network, offline mode, missing revision, ...
-            raise CourseInputError(_offline_message(key, spec, rev, err)) from err
+        config_path = f"{spec.subfolder}/config.json"
+        weights_path = f"{spec.subfolder}/{spec.weights}"
+        root = _vocab_mod.hub_download(
+            [config_path, weights_path, *spec.dictionaries.values()],
+            revision=revision,
+            what=f"model {key!r} (folder {spec.subfolder})",
+            required=[config_path, weights_path, spec.dictionaries["token_dictionary"],
+                      spec.dictionaries["gene_medians"]],
+            fix=_hub_fix(key, spec),
+        )
         folder = root / spec.subfolder
         config = _read_config(folder)
         gene_vocab = explicit_vocab or _vocab_from_dictionaries(root, spec.dictionaries)
@@ -508,11 +585,11 @@ def load_model(
         if explicit_vocab is None and revision is not None:
             warnings.warn("revision= only applies to named Hub models; ignored.", stacklevel=2)
         gene_vocab = explicit_vocab or _local_vocab(folder, int(config.get("vocab_size", -1)))
-        source, version = f"the model in {folder}", None
+        source, version = f"the model in {folder}", _saved_version(config, gene_vocab)
 
     # check before loading any weights
     check_vocab_matches_model(gene_vocab, config, source)
-    model = _load_bert(folder, output_attentions)
+    model = _load_bert(folder, output_attentions, config)
     model.eval()
     model.to(dev)
     model.gene_vocab = gene_vocab

@@ -14,6 +14,12 @@ Conventions
   exactly what scoring against ground truth tests.
 * Edge tables have columns ``source, target, score`` (more columns are kept as attributes).
 
+Three more read-outs live here too: **gene-embedding networks** (:func:`embedding_similarity` ->
+:func:`embedding_network`: cosine similarity of context-specific gene embeddings, kNN graph,
+communities), a **gene-set library** built from the tissue's own annotation
+(:func:`tissue_gene_sets`; GMT files via :func:`read_gmt` / :func:`write_gmt`) and **enrichment**
+of modules or rankings against it (:func:`enrich`, :func:`enrich_modules`, with gseapy).
+
 Scoring follows BEELINE (Pratapa et al. 2020, Nat. Methods): candidate edges are TF -> gene
 pairs (no self-loops); AUPRC is compared with a random predictor (whose expected precision is
 the edge density among the candidates) and the early precision ratio (EPR) is the precision of
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,17 +38,27 @@ import pandas as pd
 from ._utils import CourseInputError
 
 __all__ = [
+    "EmbeddingNetwork",
     "centrality",
     "communities",
+    "cosine_similarity",
     "edges_from_matrix",
+    "embedding_network",
+    "embedding_similarity",
+    "enrich",
+    "enrich_modules",
     "export_network",
     "graph_from_edges",
     "graph_from_matrix",
     "module_agreement",
+    "pool_similarities",
     "pr_curve",
+    "read_gmt",
     "read_network",
     "score_by_context",
     "score_edges",
+    "tissue_gene_sets",
+    "write_gmt",
 ]
 
 
@@ -849,3 +866,868 @@ def module_agreement(pred_modules, true_programs, genes: Iterable | None = None)
             "Fix: use the same gene names in both (e.g. symbols or Ensembl IDs)."
         )
     return float(adjusted_rand_score([str(T[g]) for g in common], [str(P[g]) for g in common]))
+
+
+# --------------------------------------------------------------------------------------------
+# gene-embedding networks
+# --------------------------------------------------------------------------------------------
+def _dataset_column(dataset, name: str) -> list:
+    """One column of tokenized cells (HF dataset, DataFrame or dict of columns)."""
+    cols = getattr(dataset, "column_names", None)
+    if cols is None and isinstance(dataset, (pd.DataFrame, Mapping)):
+        cols = list(dataset.keys())
+    if cols is None or name not in cols:
+        raise CourseInputError(
+            f"The dataset has no column {name!r} (columns: {cols}). Fix: keep it when tokenizing, "
+            f"e.g. tokenize(adata, vocab, cell_attrs=('cell_id', {name!r}))."
+        )
+    return [str(v) for v in dataset[name]]
+
+
+def _dataset_len(dataset) -> int:
+    if isinstance(dataset, Mapping):
+        return len(dataset["input_ids"]) if "input_ids" in dataset else 0
+    return len(dataset)
+
+
+def _subset_dataset(dataset, idx: np.ndarray):
+    """The cells ``idx`` of a HF dataset, DataFrame, dict of columns or list of token lists."""
+    idx = [int(i) for i in idx]
+    if hasattr(dataset, "select") and hasattr(dataset, "column_names"):
+        return dataset.select(idx)
+    if isinstance(dataset, pd.DataFrame):
+        return dataset.iloc[idx].reset_index(drop=True)
+    if isinstance(dataset, Mapping):
+        return {k: [list(v)[i] for i in idx] if not isinstance(v, np.ndarray) else v[idx]
+                for k, v in dataset.items()}
+    return [dataset[i] for i in idx]
+
+
+def _cell_indices(dataset, cells) -> np.ndarray:
+    """Row indices from None (all), a boolean mask or a list of integer positions."""
+    n = _dataset_len(dataset)
+    if cells is None:
+        return np.arange(n)
+    arr = np.asarray(list(cells) if not isinstance(cells, np.ndarray) else cells)
+    if arr.dtype == bool:
+        if len(arr) != n:
+            raise CourseInputError(
+                f"cells= is a boolean mask of length {len(arr)} but the dataset has {n} cells. "
+                "Fix: build the mask from the dataset's own columns, e.g. "
+                "np.asarray(ds['cell_type']) == 'cardiomyocyte'."
+            )
+        return np.flatnonzero(arr)
+    if arr.size == 0:
+        raise CourseInputError("cells= selects no cell. Fix: pass at least one row index.")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise CourseInputError(
+            f"cells= must be row positions (integers) or a boolean mask, got {arr.dtype} values "
+            "such as {!r}. Fix: e.g. np.flatnonzero(np.asarray(ds['state']) == 'diseased')."
+            .format(arr.ravel()[0])
+        )
+    if arr.min() < 0 or arr.max() >= n:
+        raise CourseInputError(
+            f"cells= holds positions outside 0..{n - 1}. Fix: use row positions of this dataset."
+        )
+    return np.unique(arr.astype(np.int64))
+
+
+def cosine_similarity(embeddings: pd.DataFrame, *, center: bool = False) -> pd.DataFrame:
+    """Gene x gene cosine similarity of gene embeddings (one row per gene).
+
+    Parameters
+    ----------
+    embeddings
+        DataFrame, index = genes, columns = embedding dimensions.  Rows with NaN (genes that
+        occurred in no cell) are dropped.
+    center
+        Subtract the mean embedding over genes first.  Contextual embeddings share a large
+        common direction (every gene of a cell sees the same context), which pushes all
+        cosines towards 1; centring removes it and spreads the similarities.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Symmetric, 1 on the diagonal, same index and columns as the kept rows.
+
+    Examples
+    --------
+    >>> emb = pd.DataFrame([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0]], index=["a", "b", "c"])
+    >>> cosine_similarity(emb).round(2)
+         a    b    c
+    a  1.0  1.0  0.0
+    b  1.0  1.0  0.1
+    c  0.0  0.1  1.0
+    """
+    if not isinstance(embeddings, pd.DataFrame) or embeddings.empty:
+        raise CourseInputError(
+            "embeddings must be a non-empty DataFrame (genes x dimensions), e.g. the output of "
+            "course_helpers.embed.embed_genes."
+        )
+    E = embeddings.dropna(how="any")
+    X = E.to_numpy(dtype=np.float64)
+    if center:
+        X = X - X.mean(axis=0, keepdims=True)
+    norm = np.linalg.norm(X, axis=1, keepdims=True)
+    if np.any(norm == 0):
+        zero = list(E.index[norm[:, 0] == 0][:5])
+        raise CourseInputError(
+            f"Gene(s) {zero} have an all-zero embedding, so their cosine is undefined. Fix: drop "
+            "them (or use center=False if only one gene is left)."
+        )
+    X = X / norm
+    S = np.clip(X @ X.T, -1.0, 1.0)
+    np.fill_diagonal(S, 1.0)
+    return pd.DataFrame(S, index=E.index.copy(), columns=E.index.copy())
+
+
+def embedding_similarity(
+    model,
+    dataset,
+    *,
+    cells=None,
+    emb_layer: int = -1,
+    groupby: str | None = None,
+    genes: Iterable[str] | None = None,
+    min_cells: int = 1,
+    center: bool = False,
+    batch_size: int = 32,
+    progress: bool = True,
+):
+    """Gene x gene cosine similarity of context-specific gene embeddings.
+
+    Each gene's embedding is its contextual embedding (layer ``emb_layer``) averaged over the
+    chosen cells in which it occurs - :func:`course_helpers.embed.embed_genes`, the quantity
+    Geneformer's ``EmbExtractor`` calls a gene embedding - so the same gene gets a different
+    vector in different cells: a *context-specific* gene network (Theodoris et al. 2023; the
+    BioNeMo and scGPT gene-programme tutorials use the same recipe).  Two genes are close when
+    the model represents them alike in these cells.  Similarity is not regulation: the network
+    is a hypothesis to score against the truth (:func:`score_edges`, :func:`module_agreement`).
+
+    Parameters
+    ----------
+    model
+        From :func:`course_helpers.model.load_model`.
+    dataset
+        Tokenized cells (``datasets.Dataset`` with ``input_ids``; a DataFrame or dict of columns
+        works too).
+    cells
+        Which cells to average over: row positions or a boolean mask (default: all).
+    emb_layer
+        Reference ``emb_layer``: ``-1`` = second-to-last layer (default), ``0`` = last layer.
+    groupby
+        A dataset column (e.g. ``"cell_type"``): one similarity matrix per group of the chosen
+        cells, returned as a dict ``group -> DataFrame``.
+    genes
+        Ensembl IDs or symbols to keep (default: every gene present in at least ``min_cells``
+        of the chosen cells).
+    min_cells
+        Genes averaged over fewer cells are dropped (their mean embedding is noisy).
+    center
+        Subtract the mean gene embedding before the cosine (see :func:`cosine_similarity`).
+    batch_size, progress
+        Passed to :func:`~course_helpers.embed.embed_genes`.
+
+    Returns
+    -------
+    pandas.DataFrame or dict
+        Genes x genes, indexed by **Ensembl ID** (index and columns), symmetric, 1 on the
+        diagonal.  ``attrs``: ``n_cells`` (Series, cells each gene was averaged over),
+        ``symbol`` (Series Ensembl ID -> symbol), ``embeddings`` (the mean gene embeddings, genes x
+        hidden, same order) and ``params``.  With ``groupby``: ``{group: DataFrame}``.
+
+    Examples
+    --------
+    >>> sim = embedding_similarity(model, ds, cells=np.asarray(ds["cell_type"]) == "fibroblast",
+    ...                            progress=False)                           # doctest: +SKIP
+    >>> sim.loc["ENSG00000118526"].nlargest(5)    # genes embedded like TCF21   # doctest: +SKIP
+    >>> per_type = embedding_similarity(model, ds, groupby="cell_type")        # doctest: +SKIP
+    """
+    from .embed import embed_genes
+
+    if int(min_cells) < 1:
+        raise CourseInputError(f"min_cells must be at least 1, got {min_cells}.")
+    idx = _cell_indices(dataset, cells)
+    if groupby is not None:
+        labels = np.asarray(_dataset_column(dataset, groupby), dtype=object)[idx]
+        out = {}
+        for g in dict.fromkeys(labels.tolist()):
+            out[g] = embedding_similarity(
+                model, dataset, cells=idx[labels == g], emb_layer=emb_layer, groupby=None,
+                genes=genes, min_cells=min_cells, center=center, batch_size=batch_size,
+                progress=progress)
+            out[g].attrs["params"]["group"] = {groupby: g}
+        return out
+    subset = dataset if len(idx) == _dataset_len(dataset) else _subset_dataset(dataset, idx)
+    genes_list = None if genes is None else ([genes] if isinstance(genes, str) else list(genes))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*occur in no cell.*")
+        emb = embed_genes(model, subset, layer=emb_layer, batch_size=batch_size,
+                          genes=genes_list, progress=progress)
+    ens = emb.attrs["ensembl_id"]
+    n_cells = emb.attrs["n_cells"]
+    symbols = pd.Series(list(emb.index), index=ens.to_numpy(), name="symbol")
+    emb = emb.copy()
+    emb.index = pd.Index(ens.to_numpy(), name="gene")
+    n = pd.Series(n_cells.to_numpy(), index=emb.index, name="n_cells")
+    keep = (n >= int(min_cells)).to_numpy() & ~emb.isna().any(axis=1).to_numpy()
+    if keep.sum() < 2:
+        raise CourseInputError(
+            f"Only {int(keep.sum())} gene(s) occur in at least {min_cells} of the {len(idx)} "
+            "chosen cells. Fix: choose more cells, lower min_cells, or check genes=."
+        )
+    emb, n = emb[keep], n[keep]
+    sim = cosine_similarity(emb, center=center)
+    sim.index.name = sim.columns.name = "gene"
+    sim.attrs["n_cells"] = n
+    sim.attrs["symbol"] = symbols[keep]
+    sim.attrs["embeddings"] = emb
+    sim.attrs["params"] = {"emb_layer": int(emb_layer), "center": bool(center),
+                           "min_cells": int(min_cells), "cells_used": len(idx)}
+    return sim
+
+
+def pool_similarities(per_group: Mapping, *, min_cells: int = 1) -> pd.DataFrame:
+    """Tissue-wide similarity from per-group results of ``embedding_similarity(groupby=...)``.
+
+    Each gene's pooled embedding is the cell-weighted mean of its group embeddings,
+    ``sum_g n_g e_g / sum_g n_g`` - exactly its mean over all cells of all groups - so the
+    tissue-wide network costs no second pass through the model.  Exact when the groups were
+    computed with ``min_cells=1`` (a gene dropped from a group is missing from the sum).
+
+    Parameters
+    ----------
+    per_group
+        ``{group: DataFrame}`` from :func:`embedding_similarity` with ``groupby`` (each carries
+        ``attrs["embeddings"]`` and ``attrs["n_cells"]``).
+    min_cells
+        Genes present in fewer cells over all groups are dropped.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`embedding_similarity` (``attrs``: ``n_cells``, ``symbol``, ``embeddings``,
+        ``params`` with ``pooled_groups``).
+
+    Examples
+    --------
+    >>> per_type = embedding_similarity(model, ds, groupby="cell_type")   # doctest: +SKIP
+    >>> tissue = pool_similarities(per_type)                             # doctest: +SKIP
+    """
+    if not isinstance(per_group, Mapping) or not per_group:
+        raise CourseInputError(
+            "per_group must be the dict returned by embedding_similarity(..., groupby=...).")
+    sums, counts, symbols, params = None, None, {}, {}
+    for g, sim in per_group.items():
+        emb, n = sim.attrs.get("embeddings"), sim.attrs.get("n_cells")
+        if not isinstance(emb, pd.DataFrame) or not isinstance(n, pd.Series):
+            raise CourseInputError(
+                f"Group {g!r} carries no embeddings (attrs['embeddings'] / attrs['n_cells']). "
+                "Fix: pass the unmodified output of embedding_similarity(..., groupby=...)."
+            )
+        w = emb.astype(np.float64).mul(n.astype(np.float64), axis=0)
+        sums = w if sums is None else sums.add(w, fill_value=0.0)
+        counts = n.astype(np.int64) if counts is None else counts.add(n, fill_value=0)
+        symbols.update(sim.attrs.get("symbol", pd.Series(dtype=object)).to_dict())
+        params = dict(sim.attrs.get("params", {}))
+    counts = counts.astype(np.int64)
+    keep = counts[counts >= int(min_cells)].index
+    order = [gene for gene in sums.index if gene in set(keep)]
+    emb = sums.loc[order].div(counts.loc[order].astype(np.float64), axis=0)
+    sim = cosine_similarity(emb, center=bool(params.get("center", False)))
+    sim.index.name = sim.columns.name = "gene"
+    sim.attrs["n_cells"] = counts.loc[order].rename("n_cells")
+    sim.attrs["symbol"] = pd.Series({gene: symbols.get(gene) for gene in order}, name="symbol")
+    sim.attrs["embeddings"] = emb.astype(np.float32)
+    params.pop("group", None)
+    params.update(pooled_groups=[str(g) for g in per_group], min_cells=int(min_cells),
+                  cells_used=int(sum(s.attrs["params"].get("cells_used", 0)
+                                     for s in per_group.values())))
+    sim.attrs["params"] = params
+    return sim
+
+
+@dataclass
+class EmbeddingNetwork:
+    """A gene-embedding network: similarity, kNN / threshold graph and its communities.
+
+    Attributes
+    ----------
+    similarity : pandas.DataFrame
+        Gene x gene cosine similarity (from :func:`embedding_similarity`).
+    graph : networkx.Graph
+        Undirected; edge ``weight`` = cosine similarity (kept edges only).
+    modules : pandas.Series
+        Gene -> module number (0 = largest), from :func:`communities`.
+    params : dict
+        How the graph and modules were built.
+    """
+
+    similarity: pd.DataFrame
+    graph: object
+    modules: pd.Series
+    params: dict = field(default_factory=dict)
+
+    def edges(self) -> pd.DataFrame:
+        """Graph edges ``source, target, score`` (one row per unordered pair), strongest first."""
+        rows = [(a, b, d.get("weight", np.nan)) for a, b, d in self.graph.edges(data=True)]
+        df = pd.DataFrame(rows, columns=["source", "target", "score"])
+        return df.sort_values(["score", "source", "target"], ascending=[False, True, True],
+                              kind="stable").reset_index(drop=True)
+
+    def tf_edges(self, tfs: Iterable[str], *, graph_only: bool = False) -> pd.DataFrame:
+        """TF -> gene edges scored by cosine similarity, for :func:`score_edges`.
+
+        ``graph_only=False`` (default) ranks every TF -> gene pair by its similarity (the full
+        ranking, as for every other method); ``True`` keeps only the pairs joined in the graph.
+        """
+        tf_set = {str(t) for t in tfs}
+        if graph_only:
+            e = self.edges()
+            both = pd.concat([e, e.rename(columns={"source": "target", "target": "source"})])
+            return both[both["source"].isin(tf_set)].reset_index(drop=True)
+        return edges_from_matrix(self.similarity, sources=tf_set)
+
+    def module_genes(self) -> dict:
+        """``module -> list of genes`` (largest module first)."""
+        return {m: list(g.index) for m, g in self.modules.groupby(self.modules, sort=True)}
+
+    def to_anndata(self):
+        """AnnData with one observation per gene (scanpy-style graph storage).
+
+        ``X`` = the mean gene embeddings when known (else an empty matrix), ``obs['module']``
+        (categorical), ``obs['degree']``, ``obs['n_cells']``, ``obs['symbol']`` where known,
+        ``obsp['connectivities']`` (sparse graph weights), ``obsp['similarity']`` (dense cosine)
+        and ``uns['embedding_network']`` (the parameters).
+        """
+        import anndata
+        import networkx as nx
+        import scipy.sparse as sp
+
+        genes = list(self.similarity.index)
+        emb = self.similarity.attrs.get("embeddings")
+        X = (emb.loc[genes].to_numpy(dtype=np.float32) if isinstance(emb, pd.DataFrame)
+             else np.zeros((len(genes), 0), dtype=np.float32))
+        obs = pd.DataFrame(index=pd.Index([str(g) for g in genes], name="gene"))
+        obs["module"] = pd.Categorical(self.modules.reindex(genes).astype("Int64").astype(str))
+        obs["degree"] = [self.graph.degree(g) if g in self.graph else 0 for g in genes]
+        for key in ("n_cells", "symbol"):
+            s = self.similarity.attrs.get(key)
+            if isinstance(s, pd.Series):
+                obs[key] = s.reindex(genes).to_numpy()
+        A = nx.to_scipy_sparse_array(self.graph, nodelist=genes, weight="weight", format="csr")
+        ad = anndata.AnnData(X=X, obs=obs)
+        ad.obsp["connectivities"] = sp.csr_matrix(A)
+        ad.obsp["similarity"] = self.similarity.to_numpy(dtype=np.float32)
+        ad.uns["embedding_network"] = {k: v for k, v in self.params.items() if v is not None}
+        return ad
+
+    def __repr__(self) -> str:
+        return (f"EmbeddingNetwork(genes={len(self.similarity)}, edges="
+                f"{self.graph.number_of_edges()}, modules={self.modules.nunique()}, "
+                f"params={self.params})")
+
+
+def embedding_network(
+    similarity: pd.DataFrame,
+    *,
+    k: int | None = 10,
+    threshold: float | None = None,
+    mutual: bool = False,
+    method: str = "louvain",
+    resolution: float = 1.0,
+    seed: int = 0,
+) -> EmbeddingNetwork:
+    """Gene-embedding network: cosine similarity -> kNN (or threshold) graph -> communities.
+
+    Parameters
+    ----------
+    similarity
+        Gene x gene similarity (:func:`embedding_similarity` or :func:`cosine_similarity`).
+    k
+        Join each gene to its ``k`` most similar genes (an edge is kept if either gene chooses
+        the other; both with ``mutual=True``).  ``None`` with ``threshold``: threshold graph.
+    threshold
+        Keep pairs with similarity >= threshold (combined with ``k``: both conditions).
+    mutual
+        Mutual kNN graph (sparser, fewer hub genes).
+    method, resolution, seed
+        Community detection, as :func:`communities` (Louvain by default, seeded).
+
+    Returns
+    -------
+    EmbeddingNetwork
+        ``.graph``, ``.modules`` (gene -> module), ``.edges()``, ``.tf_edges(tfs)`` for
+        :func:`score_edges`, ``.to_anndata()``.  Genes without any edge are their own module.
+
+    Examples
+    --------
+    >>> emb = pd.DataFrame([[1, 0], [1, .1], [.1, 1], [0, 1]], index=list("abcd"), dtype=float)
+    >>> net = embedding_network(cosine_similarity(emb), k=1)
+    >>> net.modules.to_dict()
+    {'a': 0, 'b': 0, 'c': 1, 'd': 1}
+    """
+    import networkx as nx
+
+    S = _check_matrix(similarity)
+    if list(S.index) != list(S.columns):
+        raise CourseInputError(
+            "similarity must be square with the same genes as rows and columns (a gene x gene "
+            "similarity). Fix: use embedding_similarity(...) or cosine_similarity(embeddings)."
+        )
+    if k is None and threshold is None:
+        raise CourseInputError("Pass k= (kNN graph), threshold= (threshold graph) or both.")
+    genes = np.asarray(S.index, dtype=object)
+    n = len(genes)
+    V = S.to_numpy(dtype=np.float64, copy=True)
+    np.fill_diagonal(V, -np.inf)
+    V[np.isnan(V)] = -np.inf
+    keep = np.ones_like(V, dtype=bool)
+    if k is not None:
+        if int(k) < 1:
+            raise CourseInputError(f"k must be at least 1, got {k}.")
+        kk = min(int(k), n - 1)
+        order = np.argsort(-V, axis=1, kind="stable")[:, :kk]
+        chosen = np.zeros_like(keep)
+        chosen[np.repeat(np.arange(n), kk), order.ravel()] = True
+        keep = (chosen & chosen.T) if mutual else (chosen | chosen.T)
+    if threshold is not None:
+        keep &= V >= float(threshold)
+    keep &= np.isfinite(V)
+    keep = np.triu(keep, k=1)
+    i, j = np.nonzero(keep)
+    G = nx.Graph()
+    G.add_nodes_from(_py(g) for g in genes)
+    # communities need non-negative weights; cosine can be negative after centring
+    G.add_weighted_edges_from((genes[a], genes[b], float(max(V[a, b], 0.0)))
+                              for a, b in zip(i, j))
+    comm = communities(G, method=method, seed=seed, resolution=resolution)
+    modules = pd.Series(comm, name="module").reindex(list(genes)).astype(int)
+    modules.index.name = "gene"
+    params = {"k": None if k is None else int(k), "threshold": threshold, "mutual": bool(mutual),
+              "method": method, "resolution": float(resolution), "seed": int(seed),
+              "n_edges": int(G.number_of_edges())}
+    return EmbeddingNetwork(similarity=S, graph=G, modules=modules, params=params)
+
+
+# --------------------------------------------------------------------------------------------
+# gene-set libraries and enrichment
+# --------------------------------------------------------------------------------------------
+def tissue_gene_sets(
+    truth,
+    *,
+    universe: Iterable[str] | None = None,
+    decoys: int = 3,
+    seed: int = 0,
+    min_size: int = 5,
+    programs: bool = True,
+    regulons: bool = True,
+) -> dict:
+    """The teaching tissue's own gene-set library: programmes, regulons and decoys.
+
+    Offline stand-in for MSigDB / Reactome: every set is known to be true (or known to be
+    random), so an enrichment result can be checked.
+
+    * ``program:<cell type>`` - the genes of each planted cell-type programme.
+    * ``regulon:<TF symbol>`` - the planted targets of each TF (TFs with >= ``min_size``).
+    * ``decoy<i>:<name>`` - for every true set, ``decoys`` random sets of the same size drawn
+      from ``universe`` (seeded).  A decoy that comes out "enriched" shows what a false positive
+      looks like; over many decoys about 5 % have p < 0.05.
+
+    Parameters
+    ----------
+    truth
+        :func:`course_helpers.data.load_ground_truth` (``programs``, ``edges``, ``genes``).
+    universe
+        Genes the sets are restricted to and decoys are drawn from (e.g. the genes of your
+        network).  Default: every gene of the tissue (``truth.genes``).
+    decoys
+        Decoy sets per true set (0: none).
+    seed
+        Seed for the decoys.
+    min_size
+        Sets with fewer genes in the universe are left out.
+    programs, regulons
+        Which true sets to include.
+
+    Returns
+    -------
+    dict
+        ``name -> sorted list of Ensembl IDs``; true sets first, then decoys.  Pass it to
+        :func:`enrich` or :func:`write_gmt`.
+
+    Examples
+    --------
+    >>> from course_helpers.data import load_ground_truth
+    >>> sets = tissue_gene_sets(load_ground_truth(), decoys=1)
+    >>> len(sets["program:cardiomyocyte"]) == len(sets["decoy1:program:cardiomyocyte"])
+    True
+    """
+    if not hasattr(truth, "programs") or not hasattr(truth, "edges"):
+        raise CourseInputError(
+            "truth must be the teaching tissue's ground truth. Fix: "
+            "course_helpers.data.load_ground_truth()."
+        )
+    if int(decoys) < 0:
+        raise CourseInputError(f"decoys must be >= 0, got {decoys}.")
+    if universe is None:
+        if getattr(truth, "genes", None) is not None:
+            universe = list(truth.genes.index)
+        else:
+            universe = sorted(set(truth.edges["source"]) | set(truth.edges["target"])
+                              | {g for v in truth.programs.values() for g in v})
+    univ = sorted(dict.fromkeys(str(g) for g in universe))
+    in_univ = set(univ)
+    symbol = {}
+    if getattr(truth, "genes", None) is not None and "gene_symbol" in truth.genes.columns:
+        symbol = truth.genes["gene_symbol"].astype(str).to_dict()
+    for a, b in zip(truth.edges["source"], truth.edges.get("source_symbol", truth.edges["source"])):
+        symbol.setdefault(a, str(b))
+    sets: dict = {}
+    if programs:
+        for prog, genes in truth.programs.items():
+            sets[f"program:{prog}"] = sorted({str(g) for g in genes} & in_univ)
+    if regulons:
+        for tf, tg in truth.edges.groupby("source")["target"]:
+            sets[f"regulon:{symbol.get(tf, tf)}"] = sorted(set(map(str, tg)) & in_univ)
+    sets = {k: v for k, v in sets.items() if len(v) >= int(min_size)}
+    if not sets:
+        raise CourseInputError(
+            f"No true gene set has {min_size} genes in the universe. Fix: pass a larger "
+            "universe= (Ensembl IDs, as in the truth) or lower min_size."
+        )
+    rng = np.random.default_rng(seed)
+    pool = np.asarray(univ, dtype=object)
+    out = dict(sets)
+    for i in range(1, int(decoys) + 1):
+        for name, genes in sets.items():
+            out[f"decoy{i}:{name}"] = sorted(rng.choice(pool, size=len(genes), replace=False))
+    return out
+
+
+def read_gmt(path) -> dict:
+    """Read a GMT gene-set file (MSigDB, Reactome, Enrichr libraries): ``name -> genes``.
+
+    Each line: ``name <tab> description <tab> gene1 <tab> gene2 ...``.
+
+    Examples
+    --------
+    >>> sets = read_gmt("h.all.v2024.1.Hs.symbols.gmt")                  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CourseInputError(
+            f"GMT file {str(path)!r} not found. Fix: download it (e.g. MSigDB hallmark: "
+            "https://www.gsea-msigdb.org/gsea/msigdb/human/collections.jsp) and pass its path."
+        )
+    sets: dict = {}
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            parts = [p.strip() for p in line.rstrip("\n\r").split("\t")]
+            if not parts or not parts[0]:
+                continue
+            if len(parts) < 3:
+                raise CourseInputError(
+                    f"{path.name}, line {lineno}: a GMT line needs a name, a description and at "
+                    "least one gene, separated by tabs. Fix: check that the file is a GMT file."
+                )
+            sets[parts[0]] = [g for g in parts[2:] if g]
+    if not sets:
+        raise CourseInputError(f"{path.name} holds no gene set. Fix: check the file.")
+    return sets
+
+
+def write_gmt(gene_sets: Mapping, path, *, description: str = "course_helpers") -> Path:
+    """Write ``name -> genes`` as a GMT file (readable by :func:`read_gmt`, GSEA, Enrichr).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> p = write_gmt({"A": ["g1", "g2"]}, os.path.join(tempfile.mkdtemp(), "x.gmt"))
+    >>> read_gmt(p)
+    {'A': ['g1', 'g2']}
+    """
+    sets = _as_gene_sets(gene_sets)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.writelines("\t".join([name, description, *genes]) + "\n" for name, genes in sets.items())
+    return path
+
+
+def _as_gene_sets(gene_sets) -> dict:
+    """dict name -> genes from a dict, a GMT path or a long DataFrame (source/target)."""
+    if isinstance(gene_sets, (str, Path)):
+        return read_gmt(gene_sets)
+    if isinstance(gene_sets, pd.DataFrame):
+        cols = [c for c in (("source", "target"), ("term", "gene"), ("geneset", "genesymbol"))
+                if set(c) <= set(gene_sets.columns)]
+        if not cols:
+            raise CourseInputError(
+                "A gene-set DataFrame needs columns source (set) and target (gene), as "
+                f"decoupler's resources (got {list(gene_sets.columns)}). Fix: rename them."
+            )
+        s, t = cols[0]
+        return {str(k): list(dict.fromkeys(map(str, v)))
+                for k, v in gene_sets.groupby(s, sort=False)[t]}
+    if isinstance(gene_sets, Mapping):
+        out = {}
+        for k, v in gene_sets.items():
+            if isinstance(v, str) or not isinstance(v, Iterable):
+                raise CourseInputError(
+                    f"Gene set {k!r} must be a list of genes, got {type(v).__name__}. Fix: "
+                    "{'set name': ['gene1', 'gene2', ...]}."
+                )
+            out[str(k)] = list(dict.fromkeys(str(g) for g in v))
+        if not out:
+            raise CourseInputError("gene_sets is empty. Fix: pass at least one gene set.")
+        return out
+    raise CourseInputError(
+        f"gene_sets must be a dict name -> genes, a GMT file path or a DataFrame (source, "
+        f"target); got {type(gene_sets).__name__}. Fix: e.g. tissue_gene_sets(load_ground_truth())."
+    )
+
+
+def _gseapy():
+    try:
+        import gseapy
+    except ImportError as err:
+        raise CourseInputError(
+            "enrich() needs the optional package gseapy. Fix: pip install "
+            "'course_helpers[baselines]' (or pip install gseapy==1.3.1)."
+        ) from err
+    return gseapy
+
+
+def enrich(
+    gene_sets,
+    genes_or_ranking,
+    *,
+    universe: Iterable[str] | None = None,
+    method: str = "ora",
+    n_top: int | None = None,
+    min_size: int = 3,
+    max_size: int = 2000,
+    permutations: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Test a gene list (a module) or a ranked gene list against a gene-set library.
+
+    Uses **gseapy** (Fang et al. 2023): ``method="ora"`` is ``gseapy.enrich`` run offline with
+    our own library and background - Enrichr's one-sided hypergeometric test (over-
+    representation only) with Benjamini-Hochberg FDR, the recipe of scGPT's gene-programme
+    tutorial; ``method="prerank"`` is ``gseapy.prerank`` (GSEA on a ranking, permutation
+    p-values).  Why gseapy rather than decoupler (which the course uses for AUCell/ULM):
+    decoupler's ORA is built for per-cell matrices, tests both tails (depletion counts as
+    "significant") and returns only FDR-adjusted p-values, whereas gseapy takes a plain gene
+    list with an explicit background and a dict *or* GMT file, and reports the overlap genes,
+    raw p-values and FDR.
+
+    Switching to a public collection is one line - pass a GMT file instead of the tissue
+    library (gene symbols: map your Ensembl IDs to symbols first, and use symbols for the
+    universe too)::
+
+        res = enrich("h.all.v2024.1.Hs.symbols.gmt", module_symbols, universe=all_symbols)
+
+    (MSigDB hallmark or Reactome GMT files: gsea-msigdb.org, reactome.org; or
+    ``gseapy.get_library("Reactome_2022")`` / ``decoupler.op.hallmark()`` online.)
+
+    Parameters
+    ----------
+    gene_sets
+        ``name -> genes`` (e.g. :func:`tissue_gene_sets`), a GMT file path, or a long DataFrame
+        with ``source`` (set) and ``target`` (gene) columns (decoupler's resources).
+    genes_or_ranking
+        ORA: a list/set of genes (the module).  A pandas Series ``gene -> score`` is a ranking:
+        ``method="prerank"`` uses all of it; ``method="ora"`` tests its ``n_top`` best genes.
+    universe
+        The background: every gene that could have been in the list (e.g. the genes of the
+        network).  Gene sets are restricted to it.  Default: the union of the ranking / list
+        and all gene sets - pass the real universe, a too large background inflates
+        significance.
+    method
+        ``"ora"`` or ``"prerank"``.
+    n_top
+        ORA on a ranking: how many top-scored genes form the list.
+    min_size, max_size
+        Gene sets with fewer / more genes in the universe are skipped.
+    permutations, seed
+        ``prerank`` only.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per gene set tested, most significant first: ``gene_set``, ``size`` (genes in
+        the universe), ``overlap`` (ORA: set genes in the list), ``expected`` (ORA: overlap
+        expected by chance), ``odds_ratio`` (ORA) or ``nes`` (prerank), ``p_value``, ``fdr``
+        (Benjamini-Hochberg over the sets tested), ``genes`` (the overlap / leading-edge genes,
+        ``;``-separated).  ``attrs["n_genes"]``, ``attrs["n_universe"]``.
+
+    Examples
+    --------
+    >>> sets = {"T": ["g0", "g1", "g2", "g3"], "D": ["g10", "g11", "g12", "g13"]}
+    >>> res = enrich(sets, ["g0", "g1", "g2", "g5"], universe=[f"g{i}" for i in range(40)])
+    >>> res[["gene_set", "overlap", "p_value"]].round(5)
+      gene_set  overlap  p_value
+    0        T        3  0.00159
+    1        D        0  1.00000
+    """
+    sets = _as_gene_sets(gene_sets)
+    if method not in ("ora", "prerank"):
+        raise CourseInputError(f"method={method!r} is not known. Fix: 'ora' or 'prerank'.")
+    ranking = genes_or_ranking if isinstance(genes_or_ranking, pd.Series) else None
+    if ranking is None:
+        if isinstance(genes_or_ranking, str) or not isinstance(genes_or_ranking, Iterable):
+            raise CourseInputError(
+                "genes_or_ranking must be a list of genes (ORA) or a pandas Series gene -> score "
+                f"(a ranking); got {type(genes_or_ranking).__name__}."
+            )
+        if method == "prerank":
+            raise CourseInputError(
+                "method='prerank' needs a ranking: a pandas Series gene -> score. Fix: pass one, "
+                "or use method='ora' for a gene list."
+            )
+        query = list(dict.fromkeys(str(g) for g in genes_or_ranking))
+    else:
+        ranking = pd.to_numeric(ranking, errors="coerce").dropna()
+        ranking.index = ranking.index.astype(str)
+        ranking = ranking[~ranking.index.duplicated()]
+        if method == "ora":
+            if n_top is None or int(n_top) < 1:
+                raise CourseInputError(
+                    "ORA on a ranking needs n_top= (how many top-scored genes form the list). "
+                    "Fix: enrich(sets, ranking, n_top=50), or method='prerank'."
+                )
+            query = list(ranking.sort_values(ascending=False, kind="stable").index[:int(n_top)])
+        else:
+            query = list(ranking.index)
+    if universe is None:
+        univ = set(query) | {g for v in sets.values() for g in v}
+        if ranking is not None:
+            univ |= set(ranking.index)
+    else:
+        univ = {str(g) for g in universe}
+    query_in = [g for g in query if g in univ]
+    if not query_in:
+        raise CourseInputError(
+            "None of the genes is in the universe. Fix: use the same identifiers everywhere "
+            "(Ensembl IDs for the tissue library, symbols for MSigDB/Reactome GMT files)."
+        )
+    sized = {k: [g for g in v if g in univ] for k, v in sets.items()}
+    sized = {k: v for k, v in sized.items() if int(min_size) <= len(v) <= int(max_size)}
+    if not sized:
+        raise CourseInputError(
+            f"No gene set has between {min_size} and {max_size} genes in the universe. Fix: "
+            "check that the sets use the same identifiers as the genes, or change min_size."
+        )
+    gp = _gseapy()
+    N = len(univ)
+    if method == "ora":
+        res = gp.enrich(gene_list=query_in, gene_sets=sized, background=sorted(univ),
+                        outdir=None, cutoff=1.0, no_plot=True, verbose=False)
+        r = res.results if res.results is not None else pd.DataFrame()
+        r = r.set_index("Term") if len(r) else pd.DataFrame(columns=["P-value", "Genes"])
+        n = len(query_in)
+        qset = set(query_in)
+        rows = []
+        for name, genes in sized.items():
+            ov = sorted(set(genes) & qset)
+            a, K = len(ov), len(genes)
+            b, c, d = K - a, n - a, N - K - n + a
+            odds = (a + 0.5) * (d + 0.5) / ((b + 0.5) * (c + 0.5))
+            p = float(r.loc[name, "P-value"]) if name in r.index else 1.0
+            rows.append({"gene_set": name, "size": K, "overlap": a, "expected": K * n / N,
+                         "odds_ratio": odds, "p_value": min(p, 1.0), "genes": ";".join(ov)})
+        out = pd.DataFrame(rows)
+    else:
+        rnk = ranking[ranking.index.isin(univ)].sort_values(ascending=False, kind="stable")
+        res = gp.prerank(rnk=rnk, gene_sets=sized, permutation_num=int(permutations),
+                         seed=int(seed), min_size=int(min_size), max_size=int(max_size),
+                         outdir=None, no_plot=True, threads=1, verbose=False)
+        r = res.res2d.set_index("Term")
+        rows = []
+        for name, genes in sized.items():
+            if name not in r.index:
+                continue
+            rows.append({"gene_set": name, "size": len(genes),
+                         "nes": float(r.loc[name, "NES"]), "es": float(r.loc[name, "ES"]),
+                         "p_value": float(r.loc[name, "NOM p-val"]),
+                         "genes": str(r.loc[name, "Lead_genes"])})
+        out = pd.DataFrame(rows)
+    from scipy.stats import false_discovery_control
+
+    out["fdr"] = false_discovery_control(out["p_value"].clip(0, 1).to_numpy(), method="bh")
+    cols = [c for c in ("gene_set", "size", "overlap", "expected", "odds_ratio", "nes", "es",
+                        "p_value", "fdr", "genes") if c in out.columns]
+    sort_key = ["p_value", "odds_ratio"] if method == "ora" else ["p_value", "nes"]
+    out = out[cols].sort_values(sort_key, ascending=[True, False], kind="stable")
+    out = out.reset_index(drop=True)
+    out.attrs["n_genes"] = len(query_in)
+    out.attrs["n_universe"] = N
+    out.attrs["method"] = method
+    return out
+
+
+def enrich_modules(modules, gene_sets, *, universe: Iterable[str] | None = None,
+                   min_module_size: int = 5, **kwargs) -> pd.DataFrame:
+    """:func:`enrich` (ORA) for every module of a partition; one row per (module, gene set).
+
+    Parameters
+    ----------
+    modules
+        ``gene -> module`` (e.g. ``EmbeddingNetwork.modules`` or :func:`communities`), or
+        ``module -> genes``.
+    gene_sets
+        As :func:`enrich`.
+    universe
+        Default: every gene placed in a module.
+    min_module_size
+        Smaller modules are skipped.
+    **kwargs
+        Passed to :func:`enrich`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`enrich`'s columns plus ``module`` (first) and ``module_size``; the FDR is
+        recomputed over all tests of all modules.
+
+    Examples
+    --------
+    >>> enrich_modules(net.modules, tissue_gene_sets(gt, universe=net.modules.index))  # doctest: +SKIP
+    """
+    from scipy.stats import false_discovery_control
+
+    if isinstance(modules, pd.Series):
+        members = {m: list(g.index.astype(str)) for m, g in modules.groupby(modules, sort=True)}
+    elif isinstance(modules, Mapping) and modules and all(
+            isinstance(v, (list, tuple, set, np.ndarray, pd.Index)) for v in modules.values()):
+        members = {m: [str(g) for g in v] for m, v in modules.items()}
+    elif isinstance(modules, Mapping):
+        s = pd.Series(modules)
+        members = {m: list(g.index.astype(str)) for m, g in s.groupby(s, sort=True)}
+    else:
+        raise CourseInputError(
+            f"modules must be a dict/Series gene -> module or a dict module -> genes; got "
+            f"{type(modules).__name__}."
+        )
+    if universe is None:
+        universe = sorted({g for v in members.values() for g in v})
+    universe = list(universe)
+    parts = []
+    for m, genes in members.items():
+        if len(genes) < int(min_module_size):
+            continue
+        r = enrich(gene_sets, genes, universe=universe, method="ora", **kwargs)
+        r.insert(0, "module_size", len([g for g in genes if g in set(universe)]))
+        r.insert(0, "module", m)
+        parts.append(r)
+    if not parts:
+        raise CourseInputError(
+            f"No module has at least {min_module_size} genes. Fix: lower min_module_size."
+        )
+    out = pd.concat(parts, ignore_index=True)
+    out["fdr"] = false_discovery_control(out["p_value"].clip(0, 1).to_numpy(), method="bh")
+    return out.sort_values(["p_value", "module"], kind="stable").reset_index(drop=True)

@@ -35,6 +35,12 @@ perturbed cell) and a state embedding is the mean of the state's cell embeddings
 (:func:`course_helpers.embed.state_embeddings`). A positive shift means the perturbation moved
 the cell towards that state.
 
+*V2 models* (a vocabulary with ``<cls>``) default, as the reference does, to ``emb_mode="cls"``:
+the effect is then measured on the ``<cls>`` token's embedding instead, ``cos_sim`` = cos(perturbed
+``<cls>``, original ``<cls>``) and ``shift = cos(perturbed <cls>, state) - cos(original <cls>,
+state)`` with ``<cls>`` state embeddings. V1 models have no ``<cls>`` and always use the gene
+embeddings (``"cls"`` falls back to ``"cell"`` with a warning, as in the reference).
+
 Embeddings are taken from ``emb_layer`` (``-1`` = second-to-last layer, the reference default).
 
 Speed
@@ -82,7 +88,7 @@ _ID_COLUMNS = (
     "anchor_token",
     "anchor_gene",
 )
-_EMB_MODES = ("cell", "cell_and_gene")
+_EMB_MODES = ("cls", "cell", "cls_and_gene", "cell_and_gene")
 #: Perturbed copies collected before they are sorted by length and run (as multiples of
 #: ``batch_size``): large enough that cells of similar length share full batches.
 _CHUNK_BATCHES = 8
@@ -386,7 +392,7 @@ def _select_cells(reader, info: _ModelInfo, cells, max_cells, seed, states) -> _
 
 
 def _state_matrix(
-    model, dataset, reader, info: _ModelInfo, states, state_embs, batch_size, progress
+    model, dataset, reader, info: _ModelInfo, states, state_embs, batch_size, progress, cls=False
 ) -> np.ndarray:
     """(n_states, hidden) float64 state embeddings in the order start, goal, alt..."""
     key, names = states
@@ -411,6 +417,7 @@ def _state_matrix(
             layer=info.layer,
             batch_size=batch_size,
             progress=progress,
+            cls=bool(cls),
         )
     embs = _state_embs_dict(state_embs)
     absent = [s for s in names if s not in embs]
@@ -633,7 +640,8 @@ class _Engine:
     """Runs blocks of perturbed cells through the encoder and fills in their results."""
 
     def __init__(
-        self, info: _ModelInfo, batch_size: int, state_mat, want_genes: bool, context_only=False
+        self, info: _ModelInfo, batch_size: int, state_mat, want_genes: bool, context_only=False,
+        cls_mode=False,
     ):
         import torch
 
@@ -650,6 +658,7 @@ class _Engine:
             self.state_n = torch.as_tensor(state_mat, dtype=self.cdtype, device=self.dev)
         self.want_genes = want_genes
         self.context_only = bool(context_only)
+        self.cls_mode = bool(cls_mode)  # measure on the <cls> position (position 0)
         self.gene_parts: list[tuple] = []
 
     # -- helpers -----------------------------------------------------------------------------
@@ -688,9 +697,12 @@ class _Engine:
             for r, i in enumerate(idx):
                 parts[i] = h[r, : lens[i]]
             if self.state_n is not None:
-                keep = self._gene_mask(ids, mask.bool())
-                w = keep.unsqueeze(-1).to(self.cdtype)
-                cemb = (h * w).sum(1) / keep.sum(1, keepdim=True).to(self.cdtype)
+                if self.cls_mode:
+                    cemb = h[:, 0]
+                else:
+                    keep = self._gene_mask(ids, mask.bool())
+                    w = keep.unsqueeze(-1).to(self.cdtype)
+                    cemb = (h * w).sum(1) / keep.sum(1, keepdim=True).to(self.cdtype)
                 cell_cos[torch.as_tensor(idx, device=self.dev)] = self._cos_states(cemb)
         offsets = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
         return torch.cat(parts, 0), offsets, cell_cos
@@ -768,14 +780,26 @@ class _Engine:
             ncmp = cmpb.sum(1)
             mean = cos.sum(1) / ncmp.clamp(min=1).to(cos.dtype)
             mean = torch.where(ncmp > 0, mean, torch.full_like(mean, float("nan")))
-            cos_out[idx] = mean.cpu().numpy()
-            if self.state_n is not None and self.context_only:
+            if self.cls_mode:
+                # <cls> stays at position 0 of every perturbed copy and of its base
+                pc = e[:, 0]
+                oc = H[torch.from_numpy(goff[idx]).to(self.dev)]
+                den = torch.sqrt(torch.clamp((pc * pc).sum(-1) * (oc * oc).sum(-1), min=1e-16))
+                cos_out[idx] = ((pc * oc).sum(-1) / den).cpu().numpy()
+                if self.state_n is not None:
+                    sh = self._cos_states(pc) - base_cos[torch.from_numpy(bidx[idx]).to(self.dev)]
+                    shift_out[idx] = sh.cpu().numpy()
+            else:
+                cos_out[idx] = mean.cpu().numpy()
+            if self.cls_mode or self.state_n is None:
+                pass  # shifts done above, or no states
+            elif self.context_only:
                 # both cells over the same genes: those compared (not perturbed, not special)
                 w = cmpb.unsqueeze(-1).to(self.cdtype)
                 n_w = ncmp.clamp(min=1).unsqueeze(-1).to(self.cdtype)
                 sh = self._cos_states((e * w).sum(1) / n_w) - self._cos_states((o * w).sum(1) / n_w)
                 shift_out[idx] = sh.cpu().numpy()
-            elif self.state_n is not None:
+            else:
                 keep = self._gene_mask(ids, valid)
                 w = keep.unsqueeze(-1).to(self.cdtype)
                 cemb = (e * w).sum(1) / keep.sum(1, keepdim=True).to(self.cdtype)
@@ -809,11 +833,12 @@ def _run(
     progress,
     desc,
     context_only=False,
+    cls_mode=False,
 ) -> tuple[list[_Block], _Engine]:
     """Build blocks cell by cell (longest cells first) and run them in chunks."""
     import torch
 
-    engine = _Engine(info, batch_size, state_mat, want_genes, context_only)
+    engine = _Engine(info, batch_size, state_mat, want_genes, context_only, cls_mode)
     model = info.model
     was_training = model.training
     model.eval()
@@ -858,10 +883,40 @@ def _check_common(perturb_type, emb_mode):
             f"perturb_type={perturb_type!r} is not supported. Fix: use 'delete' or 'overexpress' "
             "(there is no 'mask' perturbation: Geneformer perturbs by changing the token order)."
         )
-    if emb_mode not in _EMB_MODES:
+    if emb_mode is not None and emb_mode not in _EMB_MODES:
         raise CourseInputError(
-            f"emb_mode={emb_mode!r} is not supported. Fix: use 'cell' (one value per perturbed "
-            "gene) or 'cell_and_gene' (also the shift of every other gene)."
+            f"emb_mode={emb_mode!r} is not supported. Fix: use 'cell' (the mean of the gene "
+            "embeddings), 'cls' (the <cls> embedding, V2 models), or 'cell_and_gene' / "
+            "'cls_and_gene' (the same, plus the change of every other gene's embedding); or "
+            "leave it out for the reference default ('cls' for V2, 'cell' for V1)."
+        )
+
+
+def _resolve_emb_mode(emb_mode, info: _ModelInfo) -> str:
+    """The reference defaults: ``"cls"`` for models with ``<cls>`` (V2), else ``"cell"``."""
+    if emb_mode is None:
+        return "cls" if info.cls_id is not None else "cell"
+    if emb_mode.startswith("cls") and info.cls_id is None:
+        new = emb_mode.replace("cls", "cell")
+        warnings.warn(
+            f"emb_mode={emb_mode!r} needs a <cls> token, which this model (V1 or the teaching "
+            f"model) does not have; using emb_mode={new!r} (the mean of the gene embeddings), as "
+            "the reference does.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return new
+    return emb_mode
+
+
+def _check_cls_cells(sel: _Selection, info: _ModelInfo) -> None:
+    bad = [int(r) for r, x in zip(sel.rows, sel.xs)
+           if not len(x) or x[0] != info.cls_id or x[-1] != info.eos_id]
+    if bad:
+        raise CourseInputError(
+            f"emb_mode 'cls' measures the <cls> embedding, but {len(bad)} chosen cell(s) do not "
+            f"start with <cls> and end with <eos> (e.g. row {bad[0]}). Fix: tokenize with the V2 "
+            "rules (tokenize(..., model_version='V2')), or pass emb_mode='cell'."
         )
 
 
@@ -965,7 +1020,7 @@ def in_silico_perturb(
     anchor_gene=None,
     cells=None,
     max_cells: int | None = None,
-    emb_mode: str = "cell",
+    emb_mode: str | None = None,
     state_embs=None,
     progress: bool = True,
     seed: int = 0,
@@ -973,8 +1028,9 @@ def in_silico_perturb(
 ) -> pd.DataFrame:
     """Perturb genes in tokenized cells and measure the effect on the embeddings.
 
-    Reproduces the reference Geneformer ``InSilicoPerturber`` (``emb_mode="cell"``,
-    ``cell_emb_style="mean_pool"``) value for value, without writing pickles.
+    Reproduces the reference Geneformer ``InSilicoPerturber`` value for value (``emb_mode=
+    "cell"``, ``cell_emb_style="mean_pool"`` for V1; ``emb_mode="cls"`` for V2), without writing
+    pickles.
 
     Parameters
     ----------
@@ -1011,13 +1067,19 @@ def in_silico_perturb(
     max_cells
         Perturb at most this many cells (chosen at random with ``seed``).
     emb_mode
-        ``"cell"``: one row per (cell, perturbed gene). ``"cell_and_gene"``: one row per
-        (cell, perturbed gene, affected gene) with the cosine between the affected gene's
-        embeddings before and after (the raw material for perturbation-derived gene networks);
-        the result is a :class:`GeneEffects` table whose ``cell_results`` attribute holds the
-        per-cell table. The mean of the affected-gene
-        cosines of one perturbation is its ``cos_sim``. Affected genes are matched by identity
-        (the reference labels them one position off for ``"overexpress"``).
+        How the effect on the cell is measured, as in the reference. ``None`` (default):
+        ``"cls"`` for V2 models, ``"cell"`` for V1 and the teaching model.
+        ``"cell"``: from the gene embeddings (``cos_sim`` = mean cosine over the other genes;
+        with states, cell = mean of its gene embeddings). ``"cls"`` (V2 only): from the
+        ``<cls>`` embedding (``cos_sim`` = cos(perturbed ``<cls>``, original ``<cls>``); with
+        states, ``<cls>`` cell and state embeddings). Both give one row per (cell, perturbed
+        gene). ``"cell_and_gene"`` / ``"cls_and_gene"``: one row per (cell, perturbed gene,
+        affected gene) with the cosine between the affected gene's embeddings before and after
+        (the raw material for perturbation-derived gene networks); the result is a
+        :class:`GeneEffects` table whose ``cell_results`` attribute holds the per-cell table of
+        ``"cell"`` / ``"cls"``. Affected genes are matched by identity (the reference labels
+        them one position off for ``"overexpress"``). ``"cls"`` on a model without ``<cls>``
+        falls back to ``"cell"`` with a warning (as the reference does).
     state_embs
         ``{state: vector}`` (or a DataFrame with ``state`` and ``vector``). ``None``: computed
         from ``dataset`` with :func:`course_helpers.embed.state_embeddings` (all cells of each
@@ -1065,6 +1127,14 @@ def in_silico_perturb(
     """
     _check_common(perturb_type, emb_mode)
     info = _model_info(model, emb_layer)
+    emb_mode = _resolve_emb_mode(emb_mode, info)
+    cls_mode = emb_mode.startswith("cls")
+    if context_only and cls_mode:
+        raise CourseInputError(
+            "context_only=True compares mean gene embeddings over the same genes, so it needs "
+            "emb_mode='cell' (the <cls> embedding always sees the whole cell). Fix: pass "
+            "emb_mode='cell' with context_only=True, or drop context_only."
+        )
     if combos not in (0, 1):
         raise CourseInputError(
             f"combos={combos!r} is not supported. Fix: combos=0 (single genes) or combos=1 with "
@@ -1093,6 +1163,8 @@ def in_silico_perturb(
     states = _parse_states(cell_states)
     reader = _cells_reader(dataset)
     sel = _select_cells(reader, info, cells, max_cells, seed, states)
+    if cls_mode:
+        _check_cls_cells(sel, info)
 
     # presence checks, before any model work
     present = np.unique(np.concatenate(sel.xs)) if sel.xs else np.zeros(0, dtype=np.int64)
@@ -1121,7 +1193,7 @@ def in_silico_perturb(
     state_mat = None
     if states is not None:
         state_mat = _state_matrix(
-            model, dataset, reader, info, states, state_embs, batch_size, progress
+            model, dataset, reader, info, states, state_embs, batch_size, progress, cls_mode
         )
 
     def make_blocks(ci, x):
@@ -1133,10 +1205,11 @@ def in_silico_perturb(
         make_blocks,
         batch_size,
         state_mat,
-        emb_mode == "cell_and_gene",
+        emb_mode.endswith("_and_gene"),
         progress,
         f"Perturbing ({perturb_type})",
         context_only=context_only,
+        cls_mode=cls_mode,
     )
     df = _assemble(blocks, sel, states, info.vocab)
     if df.empty:
@@ -1144,7 +1217,8 @@ def in_silico_perturb(
             f"No perturbation could be made in {where} (e.g. every requested gene is already "
             "first, or cells are too short). Fix: choose other genes or cells."
         )
-    if emb_mode == "cell_and_gene":
+    df.attrs["emb_mode"] = emb_mode
+    if emb_mode.endswith("_and_gene"):
         long = _gene_long(engine, df, states, info.vocab)
         df.attrs.pop("_row", None)
         long = GeneEffects(long)
@@ -1167,6 +1241,8 @@ def perturb_pairs(
     state_embs=None,
     progress: bool = True,
     seed: int = 0,
+    *,
+    emb_mode: str | None = None,
 ) -> pd.DataFrame:
     """Perturb gene pairs alone and together, and score their synergy.
 
@@ -1186,6 +1262,9 @@ def perturb_pairs(
     model, dataset, perturb_type, cell_states, emb_layer, batch_size, cells, max_cells,
     state_embs, progress, seed
         As in :func:`in_silico_perturb`.
+    emb_mode
+        ``"cell"`` or ``"cls"`` as in :func:`in_silico_perturb` (default: ``"cls"`` for V2
+        models, ``"cell"`` for V1).
     pairs
         Pairs of genes (symbols, Ensembl IDs or token ids), e.g. ``[("GATA4", "TBX5")]``. With
         ``"delete"`` a pair is measured only in cells that express both genes.
@@ -1204,8 +1283,15 @@ def perturb_pairs(
     ...                                  "goal_state": "healthy"})          # doctest: +SKIP
     >>> res.groupby(["gene_a", "gene_b", "state"]).synergy.mean()          # doctest: +SKIP
     """
-    _check_common(perturb_type, "cell")
+    _check_common(perturb_type, emb_mode)
     info = _model_info(model, emb_layer)
+    emb_mode = _resolve_emb_mode(emb_mode, info)
+    if emb_mode.endswith("_and_gene"):
+        raise CourseInputError(
+            f"perturb_pairs reports one value per (cell, pair); emb_mode={emb_mode!r} is for "
+            "in_silico_perturb. Fix: emb_mode='cell' or 'cls'."
+        )
+    cls_mode = emb_mode == "cls"
     if isinstance(pairs, tuple) and len(pairs) == 2 and not isinstance(pairs[0], (tuple, list)):
         pairs = [pairs]
     try:
@@ -1230,6 +1316,8 @@ def perturb_pairs(
     states = _parse_states(cell_states)
     reader = _cells_reader(dataset)
     sel = _select_cells(reader, info, cells, max_cells, seed, states)
+    if cls_mode:
+        _check_cls_cells(sel, info)
     if perturb_type == "delete":
         sets = [set(x.tolist()) for x in sel.xs]
         if not any(a in s and b in s for s in sets for a, b in tok_pairs):
@@ -1241,7 +1329,7 @@ def perturb_pairs(
     state_mat = None
     if states is not None:
         state_mat = _state_matrix(
-            model, dataset, reader, info, states, state_embs, batch_size, progress
+            model, dataset, reader, info, states, state_embs, batch_size, progress, cls_mode
         )
 
     genes_single = list(dict.fromkeys([t for p in tok_pairs for t in p]))
@@ -1296,6 +1384,7 @@ def perturb_pairs(
         False,
         progress,
         f"Perturbing pairs ({perturb_type})",
+        cls_mode=cls_mode,
     )
     single: dict[tuple[int, int], np.ndarray] = {}
     combo: dict[tuple[int, int], np.ndarray] = {}
@@ -1367,7 +1456,7 @@ def random_gene_null(
         Genes never drawn (symbols, Ensembl IDs or token ids).
     **kwargs
         Passed on to :func:`in_silico_perturb` (``cells``, ``max_cells``, ``emb_layer``,
-        ``batch_size``, ``state_embs``, ``progress``).
+        ``batch_size``, ``state_embs``, ``progress``, ``emb_mode``).
 
     Returns
     -------
@@ -1382,7 +1471,7 @@ def random_gene_null(
     """
     if int(n_genes) < 1:
         raise CourseInputError(f"n_genes must be at least 1, got {n_genes}.")
-    _check_common(perturb_type, kwargs.get("emb_mode", "cell"))
+    _check_common(perturb_type, kwargs.get("emb_mode"))
     info = _model_info(model, kwargs.get("emb_layer", -1))
     states = _parse_states(cell_states)
     reader = _cells_reader(dataset)

@@ -51,7 +51,9 @@ from ._utils import CourseInputError
 from ._utils import progress as _progress
 from .vocab import GeneVocab
 
-__all__ = ["TARGET_SUM", "load", "rank_genes", "save", "tokenize", "tokenize_to_disk"]
+__all__ = [
+    "TARGET_SUM", "load", "rank_genes", "save", "tokenization_info", "tokenize", "tokenize_to_disk",
+]
 
 #: Normalisation target of the reference tokenizer (counts per 10,000).
 TARGET_SUM = 10_000
@@ -242,6 +244,7 @@ class _Plan:
     eos_id: int | None
     hints: str = ""
     cleanup: list[Callable] = field(default_factory=list)
+    info: dict = field(default_factory=dict)  # recorded in the dataset (tokenization_info)
 
     def close(self):
         for f in self.cleanup:
@@ -390,10 +393,16 @@ def _resolve_vocab(vocab) -> GeneVocab:
         return GeneVocab.teaching()
     if isinstance(vocab, str) and vocab == "geneformer-v1":
         return GeneVocab.geneformer_v1()
+    if isinstance(vocab, str) and vocab == "geneformer-v2":
+        return GeneVocab.geneformer_v2()
     if isinstance(vocab, (str, Path)):
         p = Path(vocab)
-        if p.is_dir():
-            return GeneVocab.geneformer_v1(p)
+        if p.is_dir():  # a folder of V1 or V2 dictionaries (or a clone of the Hub repository)
+            for version in ("V1", "V2"):
+                found = GeneVocab._from_folder(p, f"geneformer-{version.lower()}", version)
+                if found is not None:
+                    return found
+            return GeneVocab.geneformer_v1(p)  # raises, naming the files it looked for
         if p.is_file():
             return GeneVocab.from_tsv(p)
     raise CourseInputError(
@@ -487,6 +496,40 @@ def _gene_ids(adata, gene_id_col, vocab: GeneVocab, map_symbols: bool) -> np.nda
     return ids
 
 
+def _resolve_mapping(gene_mapping, vocab: GeneVocab) -> tuple[dict | None, str | None]:
+    """(mapping restricted to vocabulary genes, its description) or (None, None)."""
+    from .vocab import _read_mapping
+
+    if gene_mapping is None or gene_mapping is False:
+        return None, None
+    if isinstance(gene_mapping, str) and gene_mapping == "auto":
+        m = getattr(vocab, "ensembl_mapping", None)
+        return (m, f"{vocab.name} Ensembl ID mapping dictionary") if m is not None else (None, None)
+    if gene_mapping is True:
+        m = getattr(vocab, "ensembl_mapping", None)
+        if m is None:
+            raise CourseInputError(
+                f"gene_mapping=True but the vocabulary {vocab.name!r} has no Ensembl ID mapping "
+                "dictionary. Fix: load the vocabulary with it (GeneVocab.geneformer_v1() / "
+                "geneformer_v2() download it; or GeneVocab.from_files(..., ensembl_mapping="
+                "'ensembl_mapping_dict_gc30M.pkl')), pass the dictionary itself "
+                "(gene_mapping='path/to/ensembl_mapping_dict_gc30M.pkl'), or gene_mapping=None."
+            )
+        return m, f"{vocab.name} Ensembl ID mapping dictionary"
+    if isinstance(gene_mapping, (str, Path)):
+        raw = _read_mapping(gene_mapping, "mapping")
+        desc = Path(gene_mapping).name
+    elif isinstance(gene_mapping, dict):
+        raw, desc = gene_mapping, "the dict passed as gene_mapping"
+    else:
+        raise CourseInputError(
+            "gene_mapping must be 'auto', None, True, a dict {input Ensembl ID: vocabulary "
+            f"Ensembl ID}} or the path of a mapping dictionary, not {type(gene_mapping).__name__}."
+        )
+    genes = vocab.medians
+    return {str(k): str(v) for k, v in raw.items() if str(v) in genes}, desc
+
+
 def _prepare(
     adata_or_path,
     vocab,
@@ -497,8 +540,10 @@ def _prepare(
     model_input_size,
     map_symbols,
     layer,
+    gene_mapping="auto",
 ) -> _Plan:
     vocab = _resolve_vocab(vocab)
+    mapping, mapping_desc = _resolve_mapping(gene_mapping, vocab)
     mv = str(model_version).upper()
     if mv not in MODEL_INPUT_SIZE:
         raise CourseInputError(
@@ -611,6 +656,13 @@ def _prepare(
             attrs[out] = _to_arrow(values)
         # genes
         ids = _gene_ids(adata, gene_id_col, vocab, map_symbols)
+        n_changed = 0
+        if mapping is not None:
+            # the reference (collapse_gene_ids=True): map every upper-cased input ID through the
+            # dictionary; IDs it does not hold are dropped, IDs landing on the same gene summed
+            mapped = np.array([mapping.get(str(g).upper(), "") for g in ids], dtype=object)
+            n_changed = int(sum(1 for a, b in zip(ids, mapped) if b and b != a))
+            ids = mapped
         vocab_genes = pd.Index(list(vocab.medians))
         vidx = vocab_genes.get_indexer(pd.Index(ids))
         in_vocab = vidx >= 0
@@ -634,7 +686,7 @@ def _prepare(
         col_gene = np.full(n_genes, -1, dtype=np.int64)
         col_gene[in_vocab] = codes
         has_dup = len(uniques) < n_in
-        if has_dup:
+        if has_dup and mapping is None:
             dup = pd.Series(ids[in_vocab]).value_counts()
             dup = dup[dup > 1]
             warnings.warn(
@@ -678,6 +730,17 @@ def _prepare(
             eos_id=vocab.eos_token_id if mv == "V2" else None,
             hints="; ".join(hints),
             cleanup=cleanup,
+            info={
+                "tokenizer": "course_helpers.tokenize",
+                "vocab": vocab.name,
+                "model_version": mv,
+                "model_input_size": int(model_input_size),
+                "gene_id_mapping": mapping_desc,
+                "n_input_genes": int(n_genes),
+                "n_input_genes_used": n_in,
+                "n_ids_mapped_to_another_id": n_changed,
+                "n_ids_summed_into_another_column": int(n_in - len(uniques)),
+            },
         )
         ok = True
         return plan
@@ -906,13 +969,42 @@ def _batches(plan: _Plan, chunk_size: int, validate: bool, show_progress: bool, 
                 fut.cancel()
 
 
-def _dataset_from_table(table):
+_INFO_KEY = "course_helpers.tokenize"
+
+
+def _dataset_from_table(table, info: dict | None = None):
+    import json
+
     import datasets
     from datasets.fingerprint import generate_random_fingerprint
 
+    ds_info = None
+    if info:
+        ds_info = datasets.DatasetInfo(description=json.dumps({_INFO_KEY: info}))
     # a random fingerprint, as datasets itself uses for unhashable inputs; hashing the whole
     # table would cost more than tokenising it
-    return datasets.Dataset(table, fingerprint=generate_random_fingerprint())
+    return datasets.Dataset(table, info=ds_info, fingerprint=generate_random_fingerprint())
+
+
+def tokenization_info(dataset) -> dict:
+    """How a dataset was tokenised: vocabulary, model version, gene ID mapping, gene counts.
+
+    ``gene_id_mapping`` is ``None`` when input IDs were used as they are, else which mapping
+    dictionary mapped them (and IDs landing on the same gene were summed). Datasets not made by
+    :func:`tokenize` give ``{}``.
+
+    Examples
+    --------
+    >>> tokenization_info(ds)["gene_id_mapping"]  # doctest: +SKIP
+    'geneformer-v1 Ensembl ID mapping dictionary'
+    """
+    import json
+
+    desc = getattr(getattr(dataset, "info", None), "description", "") or ""
+    try:
+        return dict(json.loads(desc).get(_INFO_KEY, {}))
+    except (ValueError, AttributeError):
+        return {}
 
 
 # --------------------------------------------------------------------------------------------
@@ -930,6 +1022,8 @@ def tokenize(
     map_symbols: bool = False,
     progress: bool = True,
     layer: str | None = None,
+    *,
+    gene_mapping="auto",
 ):
     """Rank-value encode cells into a Hugging Face dataset (Geneformer tokenizer).
 
@@ -962,12 +1056,21 @@ def tokenize(
         Show a progress bar.
     layer
         Use ``adata.layers[layer]`` instead of ``adata.X``.
+    gene_mapping
+        The reference's Ensembl ID mapping (``collapse_gene_ids=True``): every input ID is
+        mapped through the dictionary (input Ensembl ID -> vocabulary Ensembl ID), IDs it does
+        not hold are dropped, and the counts of IDs that land on the same gene are summed.
+        ``"auto"`` (default): use ``vocab.ensembl_mapping`` when the vocabulary was loaded with
+        its mapping dictionary (``GeneVocab.geneformer_v1()`` / ``geneformer_v2()`` from the
+        Hub or a clone), else use the IDs as they are (duplicated IDs are still summed).
+        ``None``: never map. ``True``: require it. A dict or a path: that mapping.
 
     Returns
     -------
     datasets.Dataset
         Columns ``input_ids`` (list of int32), ``length`` (int64) and the cell attributes; one
         row per cell (cells with ``obs['filter_pass'] != 1`` are skipped when that column exists).
+        :func:`tokenization_info` tells which vocabulary and gene ID mapping were used.
 
     Raises
     ------
@@ -995,13 +1098,14 @@ def tokenize(
         model_input_size,
         map_symbols,
         layer,
+        gene_mapping,
     )
     try:
         batches = list(_batches(plan, chunk_size, True, progress, counts_col))
     finally:
         plan.close()
     table = pa.Table.from_batches(batches)
-    return _dataset_from_table(table)
+    return _dataset_from_table(table, plan.info)
 
 
 def _check_chunk_size(chunk_size):
@@ -1068,7 +1172,7 @@ def load(path):
         ) from e
 
 
-def _stream_dataset(batches, folder: Path) -> None:
+def _stream_dataset(batches, folder: Path, info: dict | None = None) -> None:
     """Write record batches as a ``save_to_disk`` folder without holding them in memory.
 
     The folder layout (``state.json``, ``dataset_info.json``, the Arrow stream shard) is made by
@@ -1090,7 +1194,9 @@ def _stream_dataset(batches, folder: Path) -> None:
                 was_disabled = are_progress_bars_disabled()
                 disable_progress_bars()
                 try:
-                    _dataset_from_table(pa.Table.from_batches([batch.slice(0, 1)])).save_to_disk(
+                    _dataset_from_table(
+                        pa.Table.from_batches([batch.slice(0, 1)]), info
+                    ).save_to_disk(
                         str(folder)
                     )
                 finally:
@@ -1126,6 +1232,8 @@ def tokenize_to_disk(
     progress: bool = True,
     layer: str | None = None,
     overwrite: bool = False,
+    *,
+    gene_mapping="auto",
 ):
     """Tokenise and save to ``path``; streams chunk by chunk for file input.
 
@@ -1159,6 +1267,7 @@ def tokenize_to_disk(
             map_symbols,
             progress,
             layer,
+            gene_mapping=gene_mapping,
         )
         save(ds, path, overwrite=overwrite)
         return load(path)
@@ -1173,6 +1282,7 @@ def tokenize_to_disk(
         model_input_size,
         map_symbols,
         layer,
+        gene_mapping,
     )
     tmp = None
     try:
@@ -1187,7 +1297,7 @@ def tokenize_to_disk(
         # pass 2: stream to a hidden temporary folder beside `path`, then rename it into place
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
-        _stream_dataset(_batches(plan, chunk_size, False, progress, counts_col), tmp)
+        _stream_dataset(_batches(plan, chunk_size, False, progress, counts_col), tmp, plan.info)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp made it private

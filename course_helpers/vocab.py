@@ -36,22 +36,49 @@ import numpy as np
 
 from ._utils import CourseInputError
 
-__all__ = ["GENEFORMER_REPO", "GENEFORMER_REVISION", "V1_HUB_FILES", "GeneVocab"]
+__all__ = [
+    "GENEFORMER_REPO",
+    "GENEFORMER_REVISION",
+    "HUB_DICTIONARIES",
+    "V1_HUB_FILES",
+    "V2_HUB_FILES",
+    "GeneVocab",
+    "check_not_lfs_pointer",
+    "hub_download",
+    "safe_load_pickle",
+]
 
 #: Hugging Face repository of the reference Geneformer models and dictionaries.
 GENEFORMER_REPO = "ctheodoris/Geneformer"
-#: Pinned revision of :data:`GENEFORMER_REPO` used for downloads (the commit whose tokenizer
-#: produced the course's reference fixture; it ships the gc30M dictionaries below).
-GENEFORMER_REVISION = "e534f69270b8875bbbfa2fbe337b5a0a069dcd13"
+#: Pinned revision (upstream commit) of :data:`GENEFORMER_REPO` used for every download. The
+#: models and dictionaries are identical at every upstream commit from ``ff551ee4`` (2025-06-27)
+#: to this one (2026-02-06, "Update geneformer/mtl/train.py (#582)"). Pass ``revision="main"``
+#: for the newest files.
+GENEFORMER_REVISION = "05fcbeb8a27d49e0a7a4349152202ee2c1cbfd28"
 #: Files of the V1 (gc30M) dictionaries inside :data:`GENEFORMER_REPO`.
 V1_HUB_FILES = {
     "token_dictionary": "geneformer/gene_dictionaries_30m/token_dictionary_gc30M.pkl",
     "gene_medians": "geneformer/gene_dictionaries_30m/gene_median_dictionary_gc30M.pkl",
     "gene_names": "geneformer/gene_dictionaries_30m/gene_name_id_dict_gc30M.pkl",
+    "ensembl_mapping": "geneformer/gene_dictionaries_30m/ensembl_mapping_dict_gc30M.pkl",
 }
+#: Files of the V2 (gc104M) dictionaries inside :data:`GENEFORMER_REPO`.
+V2_HUB_FILES = {
+    "token_dictionary": "geneformer/token_dictionary_gc104M.pkl",
+    "gene_medians": "geneformer/gene_median_dictionary_gc104M.pkl",
+    "gene_names": "geneformer/gene_name_id_dict_gc104M.pkl",
+    "ensembl_mapping": "geneformer/ensembl_mapping_dict_gc104M.pkl",
+}
+#: Dictionary files per model version.
+HUB_DICTIONARIES = {"V1": V1_HUB_FILES, "V2": V2_HUB_FILES}
 #: Plain-text exports of the V1 dictionaries (preferred over the pickles when both are present).
 V1_TSV_FILES = {"vocab": "vocab_gc30M.tsv", "gene_names": "gene_name_id_gc30M.tsv"}
 V1_PKL_FILES = {k: v.rsplit("/", 1)[-1] for k, v in V1_HUB_FILES.items()}
+V2_PKL_FILES = {k: v.rsplit("/", 1)[-1] for k, v in V2_HUB_FILES.items()}
+#: Suffix of the V2 dictionaries in clones from before 2025-06-18 (byte-identical to gc104M).
+V2_LEGACY_SUFFIX = "gc95M"
+#: First line of a git-lfs pointer file (what a clone without git-lfs holds instead of the data).
+LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
 
 TSV_COLUMNS = ("ensembl_id", "token_id", "gene_median", "gene_symbols")
 SPECIAL_TOKENS = ("<pad>", "<mask>", "<cls>", "<eos>")
@@ -72,14 +99,31 @@ def _numpy_scalar():
     return scalar
 
 
+def _latin1_encode(text, encoding="latin1"):
+    """The only use of ``_codecs.encode`` a protocol-2 pickle of numpy scalars makes."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise CourseInputError(
+            "A pickled dictionary asked to encode something other than latin-1 text; it was NOT "
+            "loaded. Fix: use the plain-text (TSV/JSON) export of the dictionary."
+        )
+    return text.encode("latin1")
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only the globals plain numpy-scalar dictionaries need."""
+    """Unpickler that resolves only the globals plain numpy-scalar dictionaries need.
+
+    Admitted: ``numpy.dtype`` and ``numpy[._]core.multiarray.scalar`` (numpy integer and float
+    scalars as values, any pickle protocol) and ``_codecs.encode`` restricted to latin-1 text
+    (protocol 2 stores the scalars' bytes that way). Python ints, floats and strings need no
+    globals. Everything else is refused before it can run.
+    """
 
     _ALLOWED: ClassVar[frozenset] = frozenset(
         {
             ("numpy", "dtype"),
             ("numpy.core.multiarray", "scalar"),
             ("numpy._core.multiarray", "scalar"),
+            ("_codecs", "encode"),
         }
     )
 
@@ -89,7 +133,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) in self._ALLOWED:
-            return np.dtype if name == "dtype" else _numpy_scalar()
+            if name == "dtype":
+                return np.dtype
+            if name == "encode":
+                return _latin1_encode
+            return _numpy_scalar()
         raise CourseInputError(
             f"{self._source} is not a plain dictionary file and may be unsafe: it asks to load "
             f"'{module}.{name}', which a dictionary of gene IDs and numbers never needs. "
@@ -104,12 +152,54 @@ class _RestrictedUnpickler(pickle.Unpickler):
         )
 
 
+def check_not_lfs_pointer(path, what: str = "file") -> None:
+    """Raise :class:`CourseInputError` if ``path`` is a git-lfs pointer instead of real data.
+
+    A clone of the Geneformer repository made without git-lfs holds small text files whose first
+    line is ``version https://git-lfs.github.com/spec/v1`` in place of every ``.pkl`` and weight
+    file. Reading them fails with baffling errors (``invalid load key 'v'``, "header too
+    large"); this check names the real cause.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "token_dictionary_gc104M.pkl")
+    >>> with open(p, "w") as f:
+    ...     _ = f.write("version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 425590\n")
+    >>> check_not_lfs_pointer(p)
+    Traceback (most recent call last):
+    ...
+    course_helpers._utils.CourseInputError: ... is a git-lfs pointer file ...
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(200)
+    except OSError:
+        return
+    if not head.startswith(LFS_POINTER_PREFIX):
+        return
+    size = re.search(rb"size (\d+)", head)
+    real = f" (the real {what} has {int(size.group(1)):,} bytes)" if size else ""
+    raise CourseInputError(
+        f"{path} is a git-lfs pointer file ({path.stat().st_size} bytes of text starting with "
+        f"'version https://git-lfs.github.com/spec/v1'), not the {what} itself{real}: the "
+        "repository was cloned without git-lfs, so every .pkl and weight file is such a "
+        "pointer. Fix: install git-lfs and fetch the real files inside the clone: "
+        "`git lfs install` then `git lfs pull` (or download with load_model(<name>) / "
+        "GeneVocab.geneformer_v1() / GeneVocab.geneformer_v2(), which use the Hugging Face Hub)."
+    )
+
+
 def safe_load_pickle(path) -> dict:
     """Read a pickled dictionary with a restricted unpickler.
 
-    Only ``numpy.dtype`` and ``numpy.core.multiarray.scalar`` (``numpy._core.multiarray.scalar``)
-    may be referenced; anything else (functions, classes, ``os.system`` ...) raises
-    :class:`~course_helpers._utils.CourseInputError` before it can run.
+    Values may be Python ints, floats and strings or numpy integer/float scalars (as the V1 and
+    V2 Geneformer dictionaries use): only ``numpy.dtype``, ``numpy.core.multiarray.scalar``
+    (``numpy._core.multiarray.scalar``) and latin-1 ``_codecs.encode`` may be referenced;
+    anything else (functions, classes, arrays, ``os.system`` ...) raises
+    :class:`~course_helpers._utils.CourseInputError` before it can run. A git-lfs pointer file
+    in place of the pickle gets its own message (:func:`check_not_lfs_pointer`).
 
     Parameters
     ----------
@@ -133,6 +223,7 @@ def safe_load_pickle(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CourseInputError(f"Dictionary file not found: {path}. Fix: check the path.")
+    check_not_lfs_pointer(path, "dictionary")
     with open(path, "rb") as f:
         try:
             obj = _RestrictedUnpickler(f, source=str(path)).load()
@@ -193,6 +284,7 @@ def _read_mapping(source, kind: str) -> dict:
         "token": ("ensembl_id", "token_id"),
         "median": ("ensembl_id", "gene_median"),
         "names": ("gene_symbol", "ensembl_id"),
+        "mapping": ("ensembl_id", "mapped_ensembl_id"),
     }[kind]
     out: dict = {}
     if all(w in cols for w in wanted):
@@ -282,6 +374,11 @@ class GeneVocab:
         ``<cls>``/``<eos>``).
     version : str
         ``"V1"`` if the dictionary has no ``<cls>`` token, else ``"V2"``.
+    ensembl_mapping : dict[str, str] or None
+        The version's Ensembl ID mapping dictionary (``ensembl_mapping_dict_gc30M.pkl`` /
+        ``_gc104M.pkl``: input Ensembl ID -> vocabulary Ensembl ID, only entries whose target is
+        a gene token), when it was loaded; :func:`course_helpers.tokenize.tokenize` then maps
+        input IDs through it and sums IDs that land on the same gene, as the reference does.
 
     Examples
     --------
@@ -298,6 +395,7 @@ class GeneVocab:
         symbol_to_id: Mapping[str, str] | None = None,
         *,
         name: str = "custom",
+        ensembl_mapping: Mapping[str, str] | None = None,
     ):
         tok: dict[str, int] = {}
         for k, v in token_to_id.items():
@@ -357,6 +455,13 @@ class GeneVocab:
             self.id_to_symbol.setdefault(e, s)
         self.name = name
         self.genes_without_median = missing
+        # Ensembl ID -> Ensembl ID of the vocabulary (the reference's ensembl_mapping_dict), kept
+        # only where the target is a gene token, as the reference tokenizer does.
+        self.ensembl_mapping: dict[str, str] | None = None
+        if ensembl_mapping is not None:
+            self.ensembl_mapping = {
+                str(k): str(v) for k, v in ensembl_mapping.items() if str(v) in self.medians
+            }
 
     # -- special tokens ----------------------------------------------------------------------
     @staticmethod
@@ -575,7 +680,8 @@ class GeneVocab:
     # -- constructors ------------------------------------------------------------------------
     @classmethod
     def from_dicts(
-        cls, token_dictionary, gene_medians, gene_names=None, *, name="custom"
+        cls, token_dictionary, gene_medians, gene_names=None, *, name="custom",
+        ensembl_mapping=None,
     ) -> GeneVocab:
         """Build a vocabulary from in-memory dictionaries.
 
@@ -585,10 +691,13 @@ class GeneVocab:
         ...                       "ENSG00000141510": 4}, {"ENSG00000141510": 2.5}).version
         'V2'
         """
-        return cls(token_dictionary, gene_medians, gene_names, name=name)
+        return cls(token_dictionary, gene_medians, gene_names, name=name,
+                   ensembl_mapping=ensembl_mapping)
 
     @classmethod
-    def from_files(cls, token_dictionary, gene_medians, gene_names=None, *, name=None) -> GeneVocab:
+    def from_files(
+        cls, token_dictionary, gene_medians, gene_names=None, *, name=None, ensembl_mapping=None
+    ) -> GeneVocab:
         """Load a vocabulary from dictionary files.
 
         Parameters
@@ -598,6 +707,9 @@ class GeneVocab:
             unpickler that admits only numpy scalars), ``.json`` (one object), ``.tsv``/``.csv``
             (two columns key/value, or the combined vocab TSV layout, or a ``gene_symbol,
             ensembl_id`` table for the names).
+        ensembl_mapping
+            Optional Ensembl ID mapping dictionary (path or dict), e.g.
+            ``ensembl_mapping_dict_gc30M.pkl``; see :attr:`ensembl_mapping`.
 
         Examples
         --------
@@ -608,16 +720,19 @@ class GeneVocab:
         tok = _read_mapping(token_dictionary, "token")
         med = _read_mapping(gene_medians, "median")
         names = _read_mapping(gene_names, "names") if gene_names is not None else None
+        mapping = (
+            _read_mapping(ensembl_mapping, "mapping") if ensembl_mapping is not None else None
+        )
         if name is None:
             name = (
                 Path(token_dictionary).stem
                 if not isinstance(token_dictionary, Mapping)
                 else "custom"
             )
-        return cls(tok, med, names, name=name)
+        return cls(tok, med, names, name=name, ensembl_mapping=mapping)
 
     @classmethod
-    def from_tsv(cls, path, gene_names=None, *, name=None) -> GeneVocab:
+    def from_tsv(cls, path, gene_names=None, *, name=None, ensembl_mapping=None) -> GeneVocab:
         """Load the combined TSV (``ensembl_id, token_id, gene_median, gene_symbols``).
 
         Medians are parsed with Python ``float()``, so they round-trip exactly.
@@ -665,45 +780,129 @@ class GeneVocab:
                     syms[sym] = e
         if gene_names is not None:
             syms = _read_mapping(gene_names, "names")
-        return cls(tok, med, syms, name=name or path.stem)
+        mapping = (
+            _read_mapping(ensembl_mapping, "mapping") if ensembl_mapping is not None else None
+        )
+        return cls(tok, med, syms, name=name or path.stem, ensembl_mapping=mapping)
 
     @classmethod
-    def _from_folder(cls, folder: Path, name: str) -> GeneVocab | None:
-        tsv = folder / V1_TSV_FILES["vocab"]
-        if tsv.is_file():
-            names = folder / V1_TSV_FILES["gene_names"]
-            return cls.from_tsv(tsv, names if names.is_file() else None, name=name)
-        pk = {k: folder / v for k, v in V1_PKL_FILES.items()}
-        if pk["token_dictionary"].is_file() and pk["gene_medians"].is_file():
-            return cls.from_files(
-                pk["token_dictionary"],
-                pk["gene_medians"],
-                pk["gene_names"] if pk["gene_names"].is_file() else None,
-                name=name,
-            )
-        # a folder laid out like the hub repository
-        sub = folder / "geneformer" / "gene_dictionaries_30m"
-        if sub.is_dir():
-            return cls._from_folder(sub, name)
+    def _from_folder(cls, folder: Path, name: str, version: str = "V1") -> GeneVocab | None:
+        """The ``version`` dictionaries in ``folder`` (or in its Hub-layout subfolder)."""
+        if version == "V1":
+            tsv = folder / V1_TSV_FILES["vocab"]
+            mapping = folder / V1_PKL_FILES["ensembl_mapping"]
+            mapping = mapping if mapping.is_file() else None
+            if tsv.is_file():
+                names = folder / V1_TSV_FILES["gene_names"]
+                return cls.from_tsv(tsv, names if names.is_file() else None, name=name,
+                                    ensembl_mapping=mapping)
+            candidates = [V1_PKL_FILES]
+            sub = folder / "geneformer" / "gene_dictionaries_30m"
+        else:
+            legacy = {k: v.replace("gc104M", V2_LEGACY_SUFFIX) for k, v in V2_PKL_FILES.items()}
+            candidates = [V2_PKL_FILES, legacy]
+            sub = folder / "geneformer"
+        for files in candidates:
+            pk = {k: folder / v for k, v in files.items()}
+            if pk["token_dictionary"].is_file() and pk["gene_medians"].is_file():
+                return cls.from_files(
+                    pk["token_dictionary"],
+                    pk["gene_medians"],
+                    pk["gene_names"] if pk["gene_names"].is_file() else None,
+                    name=name,
+                    ensembl_mapping=(
+                        pk["ensembl_mapping"] if pk["ensembl_mapping"].is_file() else None
+                    ),
+                )
+        if sub.is_dir():  # a folder laid out like the Hub repository (a clone)
+            return cls._from_folder(sub, name, version)
         return None
 
     @classmethod
-    def geneformer_v1(cls, path=None) -> GeneVocab:
+    def _published(cls, version: str, path, revision) -> GeneVocab:
+        """Shared body of :meth:`geneformer_v1` and :meth:`geneformer_v2`."""
+        name = f"geneformer-{version.lower()}"
+        env_var = f"GENEFORMER_{version}_DIR"
+        files = HUB_DICTIONARIES[version]
+        if version == "V1":
+            expected = (f"{V1_TSV_FILES['vocab']} or {V1_PKL_FILES['token_dictionary']} + "
+                        f"{V1_PKL_FILES['gene_medians']}")
+        else:
+            expected = (f"{V2_PKL_FILES['token_dictionary']} + {V2_PKL_FILES['gene_medians']} "
+                        f"(or the older *_{V2_LEGACY_SUFFIX}.pkl names)")
+        how = (
+            f"Fix: pass a local folder holding the {version} dictionaries "
+            f"(GeneVocab.geneformer_{version.lower()}('path/to/folder') with {expected}, or the "
+            f"root of a clone of {GENEFORMER_REPO} made with git-lfs), or set the environment "
+            f"variable {env_var} to such a folder, or use the course's teaching vocabulary "
+            "GeneVocab.teaching()."
+        )
+        if path is not None:
+            folder = Path(path).expanduser()
+            if folder.is_file():
+                folder = folder.parent
+            if not folder.is_dir():
+                raise CourseInputError(f"Geneformer {version} folder not found: {folder}. {how}")
+            v = cls._from_folder(folder, name, version)
+            if v is None:
+                raise CourseInputError(
+                    f"No {version} dictionaries in {folder}: expected {expected}. {how}"
+                )
+            return v
+        env = os.environ.get(env_var)
+        if env:
+            folder = Path(env).expanduser()
+            v = cls._from_folder(folder, name, version) if folder.is_dir() else None
+            if v is None:
+                raise CourseInputError(
+                    f"{env_var}={env} does not hold the {version} dictionaries ({expected}). "
+                    f"{how}"
+                )
+            return v
+        root = hub_download(
+            list(files.values()),
+            revision=revision,
+            what=f"the Geneformer {version} dictionaries",
+            required=[files["token_dictionary"], files["gene_medians"]],
+            fix=how,
+        )
+        paths = {k: root / f for k, f in files.items()}
+        return cls.from_files(
+            paths["token_dictionary"],
+            paths["gene_medians"],
+            paths["gene_names"] if paths["gene_names"].is_file() else None,
+            name=name,
+            ensembl_mapping=paths["ensembl_mapping"] if paths["ensembl_mapping"].is_file() else None,
+        )
+
+    @classmethod
+    def geneformer_v1(cls, path=None, *, revision: str | None = None) -> GeneVocab:
         """The Geneformer V1 (gc30M) vocabulary: 25,424 genes plus ``<pad>``/``<mask>``.
 
         Looks, in order, in
 
         1. ``path`` (a folder holding ``vocab_gc30M.tsv`` [+ ``gene_name_id_gc30M.tsv``], or the
-           three ``*_gc30M.pkl`` files; the TSV is preferred),
+           ``*_gc30M.pkl`` files, or a clone of the Hub repository; the TSV is preferred),
         2. the folder in the environment variable ``GENEFORMER_V1_DIR``,
-        3. the Hugging Face hub (``ctheodoris/Geneformer`` at the pinned
+        3. the Hugging Face Hub (``ctheodoris/Geneformer`` at ``revision``, default the pinned
            :data:`GENEFORMER_REVISION`, cached by ``huggingface_hub``; pickles are read with
            the restricted unpickler).
+
+        The Ensembl ID mapping dictionary (``ensembl_mapping_dict_gc30M.pkl``) is loaded too
+        when it is there (:attr:`ensembl_mapping`).
+
+        Parameters
+        ----------
+        path
+            Local folder, or ``None``.
+        revision
+            Hub revision (commit, branch or tag) for the download; default the pinned one.
 
         Raises
         ------
         CourseInputError
-            When none of these works (e.g. offline), saying how to fix it.
+            When none of these works, naming the cause (offline, revision or file not found,
+            git-lfs pointer files) and how to fix it.
 
         Examples
         --------
@@ -711,48 +910,25 @@ class GeneVocab:
         >>> vocab.version, len(vocab)  # doctest: +SKIP
         ('V1', 25426)
         """
-        how = (
-            "Fix: pass a local folder holding the V1 dictionaries "
-            "(GeneVocab.geneformer_v1('path/to/folder') with vocab_gc30M.tsv or the three "
-            "*_gc30M.pkl files), or set the environment variable GENEFORMER_V1_DIR to such a "
-            "folder, or use the course's teaching vocabulary GeneVocab.teaching()."
-        )
-        if path is not None:
-            folder = Path(path)
-            if folder.is_file():
-                folder = folder.parent
-            if not folder.is_dir():
-                raise CourseInputError(f"Geneformer V1 folder not found: {folder}. {how}")
-            v = cls._from_folder(folder, "geneformer-v1")
-            if v is None:
-                raise CourseInputError(
-                    f"No V1 dictionaries in {folder}: expected {V1_TSV_FILES['vocab']} or "
-                    f"{V1_PKL_FILES['token_dictionary']} + {V1_PKL_FILES['gene_medians']}. {how}"
-                )
-            return v
-        env = os.environ.get("GENEFORMER_V1_DIR")
-        if env:
-            folder = Path(env)
-            v = cls._from_folder(folder, "geneformer-v1") if folder.is_dir() else None
-            if v is None:
-                raise CourseInputError(
-                    f"GENEFORMER_V1_DIR={env} does not hold the V1 dictionaries "
-                    f"({V1_TSV_FILES['vocab']} or the *_gc30M.pkl files). {how}"
-                )
-            return v
-        try:
-            files = _download_v1_from_hub()
-        except Exception as e:  # offline, hub down, huggingface_hub missing ...
-            raise CourseInputError(
-                f"Could not download the Geneformer V1 dictionaries from the Hugging Face hub "
-                f"({GENEFORMER_REPO}@{GENEFORMER_REVISION[:8]}): {type(e).__name__}: {e}. {how}"
-            ) from e
-        return cls.from_files(
-            files["token_dictionary"],
-            files["gene_medians"],
-            files.get("gene_names"),
-            name="geneformer-v1",
-        )
+        return cls._published("V1", path, revision)
+
+    @classmethod
+    def geneformer_v2(cls, path=None, *, revision: str | None = None) -> GeneVocab:
+        """The Geneformer V2 (gc104M) vocabulary: 20,271 genes plus ``<pad>``, ``<mask>``,
+        ``<cls>``, ``<eos>`` (for the V2-104M and V2-316M models).
+
+        Looks in ``path`` (a folder holding the ``*_gc104M.pkl`` files, or the older
+        byte-identical ``*_gc95M.pkl`` names, or a clone of the Hub repository), then the folder
+        in ``GENEFORMER_V2_DIR``, then the Hugging Face Hub at ``revision`` (default the pinned
+        :data:`GENEFORMER_REVISION`). Otherwise as :meth:`geneformer_v1`.
+
+        Examples
+        --------
+        >>> vocab = GeneVocab.geneformer_v2()  # needs the Hub the first time  # doctest: +SKIP
+        >>> vocab.version, vocab.cls_token_id  # doctest: +SKIP
+        ('V2', 2)
+        """
+        return cls._published("V2", path, revision)
 
     @classmethod
     def teaching(cls) -> GeneVocab:
@@ -773,11 +949,135 @@ class GeneVocab:
         return cls.from_tsv(_TEACHING_VOCAB, name="teaching")
 
 
-def _download_v1_from_hub() -> dict[str, str]:
-    """Download (or reuse from the cache) the V1 dictionary pickles; returns local paths."""
-    from huggingface_hub import hf_hub_download
+# --------------------------------------------------------------------------------------------
+# Hugging Face Hub downloads (one code path for every model and dictionary)
+# --------------------------------------------------------------------------------------------
+def _download_hub_snapshot(repo_id: str, revision: str, allow_patterns: list[str]) -> Path:
+    """Download (or reuse from the cache) the files of ``repo_id`` matching ``allow_patterns``.
 
-    return {
-        k: hf_hub_download(GENEFORMER_REPO, f, revision=GENEFORMER_REVISION)
-        for k, f in V1_HUB_FILES.items()
-    }
+    Returns the local folder that mirrors the repository layout. The one place that talks to
+    the Hub; tests replace it.
+    """
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as err:  # pragma: no cover - huggingface_hub ships with transformers
+        raise CourseInputError(
+            "huggingface_hub is not installed, so nothing can be downloaded from the Hub. Fix: "
+            "`pip install huggingface_hub`, or use load_model('teaching') / a local folder."
+        ) from err
+    return Path(snapshot_download(repo_id=repo_id, revision=revision, allow_patterns=allow_patterns))
+
+
+def _offline_env() -> bool:
+    return any(
+        os.environ.get(v, "").strip().lower() in {"1", "true", "yes", "on"}
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def _hub_error_message(err: BaseException, what: str, revision: str, files: list[str],
+                       fix: str = "") -> str:
+    """Name the real cause of a failed Hub download (offline, bad revision, missing file ...)."""
+    kinds = {c.__name__ for c in type(err).__mro__}
+    first = str(err).strip().splitlines()[0][:240] if str(err).strip() else ""
+    detail = f"[{type(err).__name__}: {first}]"
+    where = f"{GENEFORMER_REPO} at revision {revision}"
+    generic = not kinds & {"RevisionNotFoundError", "RepositoryNotFoundError", "EntryNotFoundError"}
+    if kinds & {"LocalEntryNotFoundError", "OfflineModeIsEnabled"} or (generic and _offline_env()):
+        if _offline_env():
+            cause = (
+                "offline mode is on (HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1) and these files "
+                "are not in the local Hugging Face cache. Fix: unset HF_HUB_OFFLINE and run once "
+                "where the Hub is reachable (they are cached after that)"
+            )
+        else:
+            cause = (
+                "you appear to be offline: the Hugging Face Hub could not be reached (no "
+                "network, a proxy or firewall, or the Hub is down) and the files are not in the "
+                "local cache. Fix: run once where "
+                "https://huggingface.co is reachable (e.g. Colab) so they are cached"
+            )
+        cause += "; or use a local copy (see below)."
+    elif "RevisionNotFoundError" in kinds:
+        cause = (
+            f"the revision {revision!r} does not exist in {GENEFORMER_REPO} on the Hugging Face "
+            "Hub (a commit of a fork or of a GitHub mirror is not a Hub commit). Fix: use the "
+            f"course's pinned revision {GENEFORMER_REVISION[:12]} (the default: leave revision= "
+            "out), revision='main' for the newest files, or a commit listed at "
+            f"https://huggingface.co/{GENEFORMER_REPO}/commits/main."
+        )
+    elif "RepositoryNotFoundError" in kinds:
+        cause = (
+            f"the repository {GENEFORMER_REPO} was not found (renamed, private, or a token "
+            "problem). Fix: check https://huggingface.co/" + GENEFORMER_REPO + " in a browser."
+        )
+    elif kinds & {"EntryNotFoundError", "RemoteEntryNotFoundError"}:  # not Local...
+        cause = (
+            f"a file was not found at that revision ({', '.join(files[:4])}): the repository's "
+            "layout differs there. Fix: use the course's pinned revision (leave revision= out) "
+            "or pass a local folder."
+        )
+    elif kinds & {"ConnectionError", "ConnectError", "TimeoutException", "Timeout",
+                  "ConnectTimeout", "ReadTimeout", "gaierror", "URLError", "ProxyError"}:
+        cause = (
+            "you appear to be offline: the Hugging Face Hub could not be reached (no network, a "
+            "proxy or firewall). Fix: "
+            "run where https://huggingface.co is reachable, or use a local copy (see below)."
+        )
+    else:
+        cause = "the download failed. Fix: retry; if it keeps failing, use a local copy (below)."
+    return f"Could not download {what} from {where}: {cause} {detail}" + (
+        f"\n{fix}" if fix else ""
+    )
+
+
+def hub_download(files, *, revision: str | None = None, what: str = "files",
+                 required=None, fix: str = "") -> Path:
+    """Download (or reuse from the cache) files of :data:`GENEFORMER_REPO`; return the local root.
+
+    ``files`` are repository paths or glob patterns (``"Geneformer-V1-10M/config.json"``). The
+    result mirrors the repository layout. Every failure raises
+    :class:`~course_helpers._utils.CourseInputError` naming the real cause: offline (or
+    ``HF_HUB_OFFLINE``), a revision that does not exist, a file that does not exist at that
+    revision (``required`` paths missing after the download), or git-lfs pointers.
+
+    Parameters
+    ----------
+    files
+        Repository paths or patterns to fetch.
+    revision
+        Commit, branch or tag; default the pinned :data:`GENEFORMER_REVISION`.
+    what
+        Words for messages (``"model 'geneformer-v1'"``).
+    required
+        Paths that must exist afterwards (default: every entry of ``files`` without wildcards).
+    fix
+        Extra advice appended to error messages.
+
+    Examples
+    --------
+    >>> root = hub_download(list(V1_HUB_FILES.values()), what="the V1 dictionaries")  # doctest: +SKIP
+    >>> (root / V1_HUB_FILES["token_dictionary"]).is_file()  # doctest: +SKIP
+    True
+    """
+    rev = revision or GENEFORMER_REVISION
+    files = [str(f) for f in files]
+    if required is None:
+        required = [f for f in files if not any(c in f for c in "*?[")]
+    try:
+        root = Path(_download_hub_snapshot(GENEFORMER_REPO, rev, files))
+    except CourseInputError:
+        raise
+    except Exception as err:  # network, offline mode, missing revision, ...
+        raise CourseInputError(_hub_error_message(err, what, rev, files, fix)) from err
+    missing = [f for f in required if not (root / f).is_file()]
+    if missing:
+        raise CourseInputError(
+            f"Could not download {what}: {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not in {GENEFORMER_REPO} at revision "
+            f"{rev} (the repository's layout is different there; upstream renamed its model "
+            "folders and dictionaries on 2025-06-18). Fix: use the course's pinned revision "
+            f"{GENEFORMER_REVISION[:12]} (leave revision= out), or a local folder."
+            + (f"\n{fix}" if fix else "")
+        )
+    return root

@@ -174,8 +174,10 @@ def v2_model(tmp_path_factory):
 def test_v2_cls_and_mean(v2_model):
     m = v2_model
     cells = [[2, 5, 6, 7, 8, 3], [2, 9, 10, 3], [2, 11, 12, 13, 3]]
-    mean = embed_cells(m, cells, batch_size=2, progress=False)
+    mean = embed_cells(m, cells, batch_size=2, progress=False, cls=False)
     cls = embed_cells(m, cells, batch_size=2, progress=False, cls=True)
+    # V2 default: <cls>, as the reference EmbExtractor (emb_mode="cls")
+    np.testing.assert_array_equal(embed_cells(m, cells, batch_size=2, progress=False), cls)
     for i, ids in enumerate(cells):
         t = torch.tensor([ids])
         with torch.inference_mode():
@@ -184,6 +186,8 @@ def test_v2_cls_and_mean(v2_model):
         np.testing.assert_allclose(cls[i], h[0].numpy(), atol=1e-5)
     with pytest.raises(CourseInputError, match="<cls>"):
         embed_cells(m, [[5, 6, 3]], cls=True, progress=False)
+    with pytest.raises(CourseInputError, match="model_version='V2'"):
+        embed_cells(m, [[5, 6, 3]], progress=False)  # the default asks for <cls> too
     genes = embed_genes(m, cells, progress=False)
     assert "GENE5" in genes.index
     assert not any(lbl in genes.index for lbl in ["<cls>", "<eos>", "<pad>"])

@@ -16,7 +16,7 @@ LEVEL = {
     "data": 2,
     "tokenize": 3,
     "model": 4,
-    "embed": 5, "attention": 5, "perturb": 5,
+    "embed": 5, "attention": 5, "perturb": 5, "finetune": 5,
     "networks": 6, "baselines": 6,
     "plotting": 7, "widgets": 8, "exercises": 9, "doctor": 9,
 }

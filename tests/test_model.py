@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from course_helpers import model as cm
+from course_helpers import vocab as vocab_mod
 from course_helpers._utils import CourseInputError
 from course_helpers.model import (
     forward_memory_bytes,
@@ -104,7 +105,7 @@ def test_hub_name_uses_pinned_download_and_hub_layout(hub_root, monkeypatch):
         calls.append((repo_id, revision, list(allow_patterns)))
         return hub_root
 
-    monkeypatch.setattr(cm, "_download_hub_snapshot", fake_download)
+    monkeypatch.setattr(vocab_mod, "_download_hub_snapshot", fake_download)
     m = load_model("geneformer-v1", device="cpu")
     assert calls and calls[0][0] == "ctheodoris/Geneformer"
     assert calls[0][1] == cm.HUB_REVISION
@@ -324,3 +325,15 @@ def test_load_model_is_quiet_and_keeps_the_progress_bar_setting(capfd):
     err = capfd.readouterr().err
     assert "Loading weights" not in err
     assert hf_logging.is_progress_bar_enabled()
+
+
+def test_saved_model_version_is_kept(tmp_path, v1_dir):
+    """A folder written by finetune.save_classifier records model_version in config.json."""
+    import json
+
+    d = _tiny_model_dir(tmp_path / "ft", 25426, v1_dir / "vocab_gc30M.tsv")
+    cfg = json.loads((d / "config.json").read_text())
+    for saved, expected in (("teaching", "teaching"), ("V1", "V1"), ("V2", "V1"), (None, "V1")):
+        cfg["course_helpers"] = {"model_version": saved}
+        (d / "config.json").write_text(json.dumps(cfg))
+        assert load_model(d, device="cpu").model_version == expected

@@ -304,7 +304,7 @@ def test_v2_truncation_keeps_eos(tiny_model):
     states = {"state_key": "s", "start_state": "a", "goal_state": "b"}
     e = {"a": np.linspace(-1, 1, 32), "b": np.cos(np.arange(32.0))}
     got = in_silico_perturb(model, {"input_ids": [x], "s": ["a"]}, "overexpress", genes=[7],
-                            cell_states=states, state_embs=e, progress=False)
+                            cell_states=states, state_embs=e, progress=False, emb_mode="cell")
     base = [2] + genes[:37] + [3]
     pert = [2, 7] + genes[:37] + [3]
     h, p = _hidden(model, base, 1), _hidden(model, pert, 1)
@@ -379,9 +379,11 @@ def test_v2_special_tokens_stay_in_place(plain_model):
     model = _v2_copy(plain_model)
     genes = list(range(100, 130))
     x = [2] + genes + [3]
-    dele = in_silico_perturb(model, {"input_ids": [x]}, "delete", progress=False)
+    dele = in_silico_perturb(model, {"input_ids": [x]}, "delete", progress=False,
+                             emb_mode="cell")
     assert list(dele["rank_index"]) == list(range(1, 31))
-    over = in_silico_perturb(model, {"input_ids": [x]}, "overexpress", progress=False)
+    over = in_silico_perturb(model, {"input_ids": [x]}, "overexpress", progress=False,
+                             emb_mode="cell")
     assert list(over["rank_index"]) == list(range(2, 31))  # the first gene (after <cls>) stays
     h = _layer5(model, x)
     p = _layer5(model, [2, x[5]] + x[1:5] + x[6:])  # gene at position 5 moved after <cls>

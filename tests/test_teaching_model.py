@@ -184,9 +184,32 @@ def test_model_card_numbers_come_from_the_evaluation():
     assert f"**{sc['planted']} ranks" in card
     assert f"{sc['model_planted_synergy']:.2e}" in card
     assert f"gives {sc['data']['counts']['n_genes_z_gt_5']} genes with z > 5" in card
-    assert "pretrain_teaching_model.py --out course_helpers/assets/teaching_model" in card
-    assert len(log["train_curve"]["train_loss"]) > 5 and len(log["val_curve"]["val_loss"]) > 2
-    assert log["val_curve"]["val_loss"][-1] < log["val_curve"]["val_loss"][0]
+    E = _script("evaluate_teaching_model")
+    stages = E.training_stages(log)
+    assert "pretrain_teaching_model.py" in card and "--out course_helpers/assets/teaching_model" in card
+    assert E.reproduce_text(log) in card
+    if len(stages) > 1:  # every stage's command is on the card, each starting from the one before
+        assert card.count("pretrain_teaching_model.py") == len(stages)
+        assert all("--init-from" in st["command"] for st in stages[1:])
+    tc, vc, bounds = E.joined_curves(log)
+    assert len(tc["train_loss"]) > 5 and len(vc["val_loss"]) > 2 and len(bounds) == len(stages) - 1
+    assert vc["val_loss"][-1] < vc["val_loss"][0]
+    assert f"{vc['val_loss'][-1]:.3f}" in card
+    # the direct-target check, its null and ceiling, on the chapter split and a fresh tissue
+    dt = ev["direct_target_chapter"]
+    assert len(dt["per_tf"]) == 14
+    for key in ("mean_auroc", "mean_null_auroc", "mean_paired_auroc", "mean_corr_auroc"):
+        assert f"{dt[key]:.2f}" in card, key
+    ck = ev["check_tissue"]
+    assert ck["seed"] not in (1, 2, 3)  # not a seed of the shipped splits
+    assert f"(seed {ck['seed']}," in card
+    assert f"mean AUROC {ck['direct_target']['mean_auroc']:.2f}" in card
+    mk = ck["masked_gene"]
+    assert f"model {mk['model']['top1']:.3f}" in card
+    ratio = mg["model"]["top1"] / mg["position_baseline_excl_visible"]["top1"]
+    assert f"**{ratio:.2f}**" in card
+    met = dt["mean_auroc"] >= 0.7 and dt["mean_auroc"] - dt["mean_null_auroc"] >= 0.1
+    assert ("**The aim is met**" if met else "**The aim is not met**") in card
     # the held-out cells were not trained on
     assert not set(log["split"]["test_cell_ids"]) & set(log["split"]["val_cell_ids"])
 
@@ -208,3 +231,79 @@ def test_training_helpers():
         assert (lab[lab != -100] == ids[lab != -100]).all()
         if not bert_rule:
             assert (out[lab != -100] == 1).all()
+
+
+def test_direct_target_helpers():
+    from course_helpers.data import load_ground_truth
+
+    E = _script("evaluate_teaching_model")
+    gt = load_ground_truth()
+    gata4 = gt.genes.index[gt.genes["gene_symbol"] == "GATA4"][0]
+    sym = gt.genes["gene_symbol"]
+    tg = {sym[g] for g in E.direct_targets(gt, gata4, "cardiomyocyte")}
+    assert {"MYH6", "TNNT2", "NPPA"} <= tg  # a plain edge and an AND-pair edge (with TBX5)
+    # edges whose context is "all" (the AND-pair's) count everywhere; cardiac ones only there
+    assert {sym[g] for g in E.direct_targets(gt, gata4, "t_cell")} == \
+        {"NPPA", "GJA5", "MYL4", "SCN5A", "KCNJ3", "SLN"}
+    # rank normalisation: a constant shift gives 0 everywhere; one outlier stands out
+    shift = np.full(60, 0.01)
+    shift[30] = 0.1
+    z = E._rank_normalised_log_shift(shift, skip=5, window=10)
+    assert np.isnan(z[5]) and np.isclose(z[0], 0.0) and z[30] == pytest.approx(np.log(10))
+    assert E._auroc({1: 0.9, 2: 0.1, 3: 0.2}, {1}, [1, 2, 3]) == 1.0
+    assert E._auroc({1: 0.9, 2: 0.1}, {1, 2}, [1, 2]) is None
+
+
+def test_training_stages_join_curves():
+    E = _script("evaluate_teaching_model")
+    s1 = {"command": "python data_scripts/pretrain_teaching_model.py --out x",
+          "training": {"steps": 10},
+          "train_curve": {"step": [10], "train_loss": [5.0]},
+          "val_curve": {"step": [0, 10], "val_loss": [7.0, 5.0], "val_top1": [0.0, 0.1]}}
+    s2 = {"command": "python data_scripts/pretrain_teaching_model.py --init-from x --out y",
+          "training": {"steps": 4}, "previous_stage": s1,
+          "train_curve": {"step": [4], "train_loss": [4.5]},
+          "val_curve": {"step": [0, 4], "val_loss": [5.0, 4.8], "val_top1": [0.1, 0.2]}}
+    assert E.training_stages(s2) == [s1, s2]
+    tc, vc, bounds = E.joined_curves(s2)
+    assert tc["step"] == [10, 14] and vc["step"] == [0, 10, 14] and bounds == [10]
+    assert vc["val_loss"] == [7.0, 5.0, 4.8]
+    text = E.reproduce_text(s2)
+    assert "--out stage1" in text and "--init-from stage1 --out course_helpers/assets/" in text
+
+
+def test_corpus_stream_restores_the_simulator():
+    import course_helpers.data as d
+
+    S = _script("corpus_stream")
+    noise, reader = d.TF_NOISE, d._read_design
+    with S._activity_settings(0.9, 0.5):
+        assert d.TF_NOISE == 0.9
+        tfa = d._read_design()["tf_activity"]
+        gata4 = tfa[(tfa["tf_symbol"] == "GATA4") & (tfa["cell_type"] == "cardiomyocyte")]
+        assert float(gata4["on_fraction"].iloc[0]) == 0.5
+    assert d.TF_NOISE == noise and d._read_design is reader
+    a = S.stream_chunk(0, chunk_cells=120, base_seed=5000)
+    b = S.stream_chunk(1, chunk_cells=120, base_seed=5000)
+    assert not a.obs["low_quality"].any() and a.n_obs <= 120
+    assert not set(a.obs["cell_id"]) & set(b.obs["cell_id"])  # never the same cell twice
+
+
+def test_pretraining_resumes_where_it_stopped(tmp_path):
+    """4 steps in one go == stopped after 2, then --resume to 4 (tiny model, fresh-cell stream)."""
+    from safetensors.torch import load_file
+
+    P = _script("pretrain_teaching_model")
+    common = ["--max-cells", "300", "--hidden", "16", "--layers", "1", "--heads", "2",
+              "--input-size", "256", "--batch-size", "4", "--eval-every", "2", "--ckpt-every", "2",
+              "--n-val-loss-cells", "8", "--corpus", "stream", "--chunk-cells", "40",
+              "--stream-seed", "7000", "--no-progress", "--threads", "1"]
+    P.main(common + ["--out", str(tmp_path / "a"), "--steps", "4"])
+    assert P.main(common + ["--out", str(tmp_path / "b"), "--steps", "4", "--stop-after", "2"]) == {}
+    assert not (tmp_path / "b" / "model.safetensors").exists()
+    rec = P.main(common + ["--out", str(tmp_path / "b"), "--steps", "4", "--resume"])
+    assert rec["training"]["steps"] == 4 and rec["val_curve"]["step"] == [0, 2, 4]
+    wa = load_file(str(tmp_path / "a" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "b" / "model.safetensors"))
+    for k in wa:
+        np.testing.assert_allclose(wa[k].numpy(), wb[k].numpy(), rtol=1e-5, atol=1e-6)

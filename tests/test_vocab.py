@@ -106,10 +106,10 @@ def test_geneformer_v1_env_var(v1_dir, monkeypatch):
 def test_geneformer_v1_offline_message(monkeypatch):
     monkeypatch.delenv("GENEFORMER_V1_DIR", raising=False)
 
-    def offline():
+    def offline(repo_id, revision, allow_patterns):
         raise OSError("no network")
 
-    monkeypatch.setattr(vocab_mod, "_download_v1_from_hub", offline)
+    monkeypatch.setattr(vocab_mod, "_download_hub_snapshot", offline)
     with pytest.raises(CourseInputError) as e:
         GeneVocab.geneformer_v1()
     msg = str(e.value)
@@ -127,20 +127,27 @@ def test_geneformer_v1_bad_folder(tmp_path):
 def test_hub_download_is_pinned(monkeypatch, tmp_path, v1_dir):
     calls = []
 
-    def fake(repo, filename, revision=None):
-        calls.append((repo, filename, revision))
-        return str(v1_dir / filename.rsplit("/", 1)[-1])
+    def fake(repo_id, revision, allow_patterns):
+        calls.append((repo_id, revision, list(allow_patterns)))
+        root = tmp_path / "snap"
+        for f in allow_patterns:
+            src = v1_dir / f.rsplit("/", 1)[-1]
+            if src.is_file():
+                (root / f).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(src, root / f)
+        return root
 
-    import huggingface_hub
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake)
+    monkeypatch.setattr(vocab_mod, "_download_hub_snapshot", fake)
     monkeypatch.delenv("GENEFORMER_V1_DIR", raising=False)
     v = GeneVocab.geneformer_v1()
     assert len(v) == 25_426
-    assert {c[0] for c in calls} == {"ctheodoris/Geneformer"}
-    assert {c[2] for c in calls} == {vocab_mod.GENEFORMER_REVISION}
-    assert len(vocab_mod.GENEFORMER_REVISION) == 40
-    assert sorted(c[1] for c in calls) == sorted(vocab_mod.V1_HUB_FILES.values())
+    assert calls == [("ctheodoris/Geneformer", vocab_mod.GENEFORMER_REVISION,
+                      list(vocab_mod.V1_HUB_FILES.values()))]
+    # the pin is an upstream commit (checked against the repository's history), not the fork's
+    assert vocab_mod.GENEFORMER_REVISION == "05fcbeb8a27d49e0a7a4349152202ee2c1cbfd28"
+    assert v.ensembl_mapping is None  # the shared fixture has no mapping dictionary
+    GeneVocab.geneformer_v1(revision="main")
+    assert calls[-1][1] == "main"
 
 
 # --- restricted unpickler --------------------------------------------------------------------

@@ -201,3 +201,140 @@ def check_program_module(answer, modules, program: str = "cardiomyocyte") -> boo
                      f"programme; another module overlaps more. Count shared genes relative to "
                      "the union (a huge module contains many programme genes, but also many "
                      "others).")
+
+
+# --------------------------------------------------------------------------------------------
+# exercise: the over-representation p-value by hand
+# --------------------------------------------------------------------------------------------
+def reference_ora_pvalue(module, gene_set, universe) -> float:
+    """One-sided over-representation p-value of ``gene_set`` in ``module`` (hypergeometric).
+
+    Computed with :func:`course_helpers.networks.enrich` (gseapy) when gseapy is installed,
+    else with ``scipy.stats.hypergeom`` (the same test): P(overlap >= observed) when
+    ``len(module ∩ universe)`` genes are drawn from the universe, of which
+    ``len(gene_set ∩ universe)`` belong to the set.
+
+    Examples
+    --------
+    >>> u = [f"g{i}" for i in range(40)]
+    >>> round(reference_ora_pvalue(["g0", "g1", "g2", "g5"], ["g0", "g1", "g2", "g3"], u), 5)
+    0.00159
+    """
+    univ = {str(g) for g in universe}
+    mod = [str(g) for g in dict.fromkeys(module) if str(g) in univ]
+    gs = [str(g) for g in dict.fromkeys(gene_set) if str(g) in univ]
+    try:
+        from ..networks import enrich
+
+        res = enrich({"set": gs}, mod, universe=sorted(univ), min_size=1, max_size=len(univ))
+        return float(res.loc[0, "p_value"])
+    except Exception:  # noqa: BLE001 - no gseapy: the same test with scipy
+        from scipy.stats import hypergeom
+
+        k = len(set(mod) & set(gs))
+        return float(hypergeom.sf(k - 1, len(univ), len(gs), len(mod)))
+
+
+def _ora_problem(rng: np.random.Generator, strong: bool = True):
+    """A module that overlaps a gene set strongly, or about as much as chance predicts."""
+    universe = [f"G{i:03d}" for i in range(int(rng.integers(150, 300)))]
+    size = int(rng.integers(10, 30))
+    gene_set = list(rng.choice(universe, size, replace=False))
+    n_in = int(rng.integers(2, size // 2)) if strong else int(rng.integers(1, 3))
+    inside = list(rng.choice(gene_set, n_in, replace=False))
+    others = [g for g in universe if g not in set(gene_set)]
+    module = inside + list(rng.choice(others, int(rng.integers(5, 25)), replace=False))
+    return list(rng.permutation(module)), gene_set, universe
+
+
+def check_ora_pvalue(fn: Callable | None, seed: int = 0) -> bool:
+    """Check ``fn(module, gene_set, universe) -> float``: the one-sided ORA p-value.
+
+    Run on five random problems and compared with :func:`reference_ora_pvalue`.
+    """
+    if _missing(fn, "write a function ora_p(module, gene_set, universe) that returns a p-value."):
+        return False
+    if not callable(fn):
+        print("Not quite. The answer should be a function, e.g. "
+              "`def ora_p(module, gene_set, universe):`.")
+        return False
+    from scipy.stats import fisher_exact, hypergeom
+
+    rng = np.random.default_rng(seed)
+    for trial in range(5):
+        module, gene_set, universe = _ora_problem(rng, strong=trial < 2)
+        expected = reference_ora_pvalue(module, gene_set, universe)
+        got, err = _safe_call(fn, list(module), list(gene_set), list(universe))
+        if err:
+            print(f"Not quite. Your function raised {err}")
+            return False
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            return _feedback(False, "", f"return a single number, got {type(got).__name__}.")
+        if np.isclose(got, expected, rtol=1e-6, atol=1e-12):
+            continue
+        N, K, n = len(universe), len(gene_set), len(module)
+        k = len(set(module) & set(gene_set))
+        if np.isclose(got, hypergeom.sf(k, N, K, n), rtol=1e-6, atol=1e-12):
+            return _feedback(False, "", "off by one: sf(k) is P(overlap > k); the p-value is "
+                             "P(overlap >= k), i.e. hypergeom.sf(k - 1, N, K, n).")
+        table = [[k, n - k], [K - k, N - K - n + k]]
+        if np.isclose(got, fisher_exact(table)[1], rtol=1e-6, atol=1e-12):
+            return _feedback(False, "", "that is the two-sided Fisher test: a module that "
+                             "*avoids* the set would count as significant too. Test only "
+                             "over-representation (alternative='greater').")
+        return _feedback(False, "", f"trial {trial}: expected {expected:.3g}, got {got:.3g}. "
+                         "N = genes in the universe, K = set genes, n = module genes, k = overlap;"
+                         " p = P(X >= k) for X ~ Hypergeometric(N, K, n).")
+    return _feedback(True, "your p-values match gseapy's enrichment test on five random "
+                     "problems.", "")
+
+
+# --------------------------------------------------------------------------------------------
+# exercise: what a false positive looks like
+# --------------------------------------------------------------------------------------------
+def reference_decoy_hits(enrichment: pd.DataFrame, alpha: float = 0.05) -> tuple[int, int]:
+    """Decoy gene sets (names starting with ``decoy``) with p < alpha, and with FDR < alpha.
+
+    ``enrichment``: the table of :func:`course_helpers.networks.enrich` or ``enrich_modules``.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"gene_set": ["program:a", "decoy1:program:a", "decoy2:program:a"],
+    ...                   "p_value": [1e-9, 0.01, 0.5], "fdr": [3e-9, 0.015, 0.5]})
+    >>> reference_decoy_hits(t)
+    (1, 1)
+    """
+    decoy = enrichment["gene_set"].astype(str).str.startswith("decoy")
+    return (int((enrichment.loc[decoy, "p_value"] < alpha).sum()),
+            int((enrichment.loc[decoy, "fdr"] < alpha).sum()))
+
+
+def check_decoy_hits(answer, enrichment: pd.DataFrame, alpha: float = 0.05) -> bool:
+    """Check ``answer = (decoys with p < alpha, decoys with FDR < alpha)`` in ``enrichment``."""
+    if _missing(answer, "put a pair (number of decoys with p < 0.05, number with FDR < 0.05) "
+                        "in `answer`."):
+        return False
+    if not isinstance(enrichment, pd.DataFrame) or not {"gene_set", "p_value", "fdr"} <= set(
+            enrichment.columns):
+        print("Not quite. Pass the enrichment table (with gene_set, p_value and fdr columns).")
+        return False
+    try:
+        a, b = (int(x) for x in answer)
+    except (TypeError, ValueError):
+        return _feedback(False, "", "answer should be a pair of counts, e.g. (12, 0).")
+    raw, fdr = reference_decoy_hits(enrichment, alpha)
+    n_decoys = int(enrichment["gene_set"].astype(str).str.startswith("decoy").sum())
+    if (a, b) == (raw, fdr):
+        return _feedback(True, f"{raw} of {n_decoys} decoy tests have p < {alpha} (about "
+                         f"{alpha:.0%} are expected by chance) and {fdr} survive the FDR.", "")
+    if (a, b) == (fdr, raw):
+        return _feedback(False, "", "the two counts are swapped: p-value first, then FDR.")
+    if a != raw:
+        n_all = int((enrichment["p_value"] < alpha).sum())
+        hint = (" You counted every gene set; count only the decoys (names starting with "
+                "'decoy')." if a == n_all else "")
+        return _feedback(False, "", f"the number of decoys with p < {alpha} is not {a}.{hint}")
+    return _feedback(False, "", f"the p-value count is right; recount the decoys with FDR < "
+                     f"{alpha} (column fdr).")
