@@ -574,6 +574,22 @@ def predict_cells(model, dataset, *, batch_size: int = 32, progress: bool = True
 # --------------------------------------------------------------------------------------------
 # saving
 # --------------------------------------------------------------------------------------------
+def _quiet_save(model, folder: Path) -> None:
+    """``save_pretrained`` as safetensors, without transformers' progress bar for one shard."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover
+        hf_logging = None
+    was_on = hf_logging.is_progress_bar_enabled() if hf_logging is not None else False
+    if was_on:
+        hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(folder, safe_serialization=True)
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 def save_classifier(model, path, *, overwrite: bool = False, extra: Mapping | None = None) -> Path:
     """Write a fine-tuned classifier folder that ``load_model(path)`` reads.
 
@@ -624,7 +640,7 @@ def save_classifier(model, path, *, overwrite: bool = False, extra: Mapping | No
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
+        _quiet_save(model, tmp)
         cfg_path = tmp / "config.json"
         cfg = json.loads(cfg_path.read_text())
         cfg["architectures"] = [type(model).__name__]

@@ -208,8 +208,16 @@ def test_save_writes_the_loadable_folder(cell_result, cells, tmp_path):
     loaded = BertForSequenceClassification.from_pretrained(out).eval()
     loaded.gene_vocab = GeneVocab.from_tsv(out / "vocab.tsv")
     assert len(loaded.gene_vocab) == len(cell_result.model.gene_vocab)
+    from course_helpers.model import load_model
+
+    via_course = load_model(out, device="cpu")
+    assert type(via_course) is BertForSequenceClassification
+    assert via_course.model_version == "teaching"
+    assert via_course.config.id2label == {0: "diseased", 1: "healthy"}
     a = ft.predict_cells(cell_result.model, cells, progress=False)
     b = ft.predict_cells(loaded, cells, progress=False)
+    c = ft.predict_cells(via_course, cells, progress=False)
+    np.testing.assert_allclose(a[["p_diseased"]], c[["p_diseased"]], atol=1e-5)
     np.testing.assert_allclose(a[["p_diseased", "p_healthy"]], b[["p_diseased", "p_healthy"]],
                                atol=1e-5)
     assert list(a.columns) == ["cell_id", "p_diseased", "p_healthy", "predicted"]
