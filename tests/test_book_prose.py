@@ -204,6 +204,7 @@ def test_chapter_prose_quotes_the_computation(chapter):
 GLOSSARY_ALIASES = {
     "Attention weight": r"attention weight|weight-based",
     "Dictionary": r"dictionar",
+    "State contrast (attention)": r"state.contrast",
     "emb_layer": r"emb_layer|layer=-1",
     "Enrichment (attention)": r"enrichment",
     "Gene median": r"median",
