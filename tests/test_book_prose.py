@@ -22,9 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 # Chapters still being converted (remove an entry as soon as its chapter passes).
-UNCONVERTED = {
-    "book/05_troubleshooting",
-}
+UNCONVERTED: set[str] = set()
 
 # What may be typed. Each entry: (regex of the allowed span, why it need not be computed).
 ALLOWED = [
