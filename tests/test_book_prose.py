@@ -22,9 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 # Chapters still being converted (remove an entry as soon as its chapter passes).
-UNCONVERTED = {
-    "book/05_troubleshooting",
-}
+UNCONVERTED: set[str] = set()
 
 # What may be typed. Each entry: (regex of the allowed span, why it need not be computed).
 ALLOWED = [
@@ -34,11 +32,12 @@ ALLOWED = [
      r"(?:\s*(?:[–-]|,|and|or|to)\s*\d+)*"), "a chapter / section / exercise / step number"),
     (r"\b\d+(?:\s*[–-]\s*\d+)?\s*min\b", "minutes in the objectives box or a section's timing"),
     (r"\b2 × 2\b", "the name of the 2 × 2 interaction design"),
-    (r"(?<![\w.,])[01](?![\w,]|\.\d)", "0 and 1 as definitions (a ratio of 1 is random, rank 0 = top)"),
+    (r"(?<![\w.,])[01](?![\w]|[.,]\d)", "0 and 1 as definitions (a ratio of 1 is random, rank 0 = top)"),
     # Facts about the real Geneformer (FACTS.md), typed on purpose:
     (r"\b2,048\b", "V1 input size (FACTS.md)"),
     (r"\b4,09[46]\b", "V2 input size / genes (FACTS.md)"),
-    (r"\b25,42[46]\b", "V1 vocabulary (FACTS.md)"),
+    (r"\b25,42[4-6]\b", "V1 vocabulary and its largest token id (FACTS.md)"),
+    (r"\b(?:[Vv]ersions?|release)\s+\d+(?:\.\d+)*", "a library version"),
     (r"\b20,275\b", "V2 vocabulary (FACTS.md)"),
     (r"\b15 ?%", "share of genes masked in pretraining (FACTS.md)"),
     (r"~?\b(?:29\.9|30|104) ?M\b", "pretraining corpus sizes, cells (FACTS.md)"),
@@ -203,6 +202,7 @@ def test_chapter_prose_quotes_the_computation(chapter):
 GLOSSARY_ALIASES = {
     "Attention weight": r"attention weight|weight-based",
     "Dictionary": r"dictionar",
+    "State contrast (attention)": r"state.contrast",
     "emb_layer": r"emb_layer|layer=-1",
     "Enrichment (attention)": r"enrichment",
     "Gene median": r"median",
