@@ -778,9 +778,9 @@ def direct_target_text(ev) -> str:
     def f(v):
         return "n/a" if v is None else f"{v:.2f}"
 
-    lines = ["| TF | cell type | cells used / of the type | targets / genes scored | AUROC "
-             "(TF deleted) | null AUROC (background gene deleted) | paired AUROC | "
-             "correlation ceiling |", "|---|---|---|---|---|---|---|---|"]
+    lines = [("| TF | cell type | cells used / of the type | targets / genes scored | AUROC "
+              "(TF deleted) | null AUROC (background gene deleted) | paired AUROC | "
+              "correlation ceiling |"), "|---|---|---|---|---|---|---|---|"]
     for r in dt["per_tf"]:
         if r.get("auroc") is None:
             lines.append(f"| {r['tf_symbol']} | {r['cell_type']} | {r['n_cells']} / "
