@@ -70,3 +70,17 @@ def fixture_cells(perturb_fixture_dir):
     df = pd.read_parquet(perturb_fixture_dir / "cells.parquet")
     df["input_ids"] = [list(map(int, x)) for x in df["input_ids"]]
     return df
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: one torch thread avoids OpenMP oversubscription on busy shared CPUs.
+
+    Use per module: ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

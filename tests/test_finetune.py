@@ -32,12 +32,7 @@ DONORS = {"H1": "healthy", "H2": "healthy", "H3": "healthy",
           "F1": "diseased", "F2": "diseased", "F3": "diseased"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

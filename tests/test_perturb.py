@@ -39,17 +39,7 @@ TOL = 1e-6
 # --------------------------------------------------------------------------------------------
 # fixtures
 # --------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Run this module's forward passes on one thread (restored afterwards).
-
-    On a small shared machine two busy torch threads are several times slower than one
-    (threads wait for each other); the results do not depend on it.
-    """
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

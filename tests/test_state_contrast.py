@@ -16,12 +16,7 @@ N_LAYERS, N_HEADS, VOCAB = 2, 4, 50
 GENES = list(range(2, 40))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
