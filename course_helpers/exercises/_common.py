@@ -24,3 +24,18 @@ def _safe_call(fn: Callable, *args):
         return fn(*args), None
     except Exception as exc:  # noqa: BLE001 - report any learner error as feedback
         return None, f"{type(exc).__name__}: {exc}"
+
+
+def _number_from(fn: Callable, *args) -> tuple[float | None, str | None]:
+    """Call a learner's function that should return one number.
+
+    Returns ``(value, None)``, or ``(None, problem)`` where ``problem`` is the feedback to print
+    ("Not quite. ..."), so a check can stop at the first problem.
+    """
+    got, err = _safe_call(fn, *args)
+    if err:
+        return None, f"Not quite. Your function raised {err}"
+    try:
+        return float(got), None
+    except (TypeError, ValueError):
+        return None, f"Not quite. return a single number, got {type(got).__name__}."

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from ._common import _feedback, _missing, _safe_call
+from ._common import _feedback, _missing, _number_from
 
 
 # --------------------------------------------------------------------------------------------
@@ -68,14 +68,10 @@ def check_epr(fn: Callable | None, seed: int = 0) -> bool:
     for trial in range(5):
         pred, truth, tfs, genes = _toy_problem(rng)
         expected = reference_epr(pred, truth, tfs, genes)
-        got, err = _safe_call(fn, pred.copy(), truth.copy(), list(tfs), list(genes))
-        if err:
-            print(f"Not quite. Your function raised {err}")
+        got, problem = _number_from(fn, pred.copy(), truth.copy(), list(tfs), list(genes))
+        if problem:
+            print(problem)
             return False
-        try:
-            got = float(got)
-        except (TypeError, ValueError):
-            return _feedback(False, "", f"return a single number, got {type(got).__name__}.")
         if np.isclose(got, expected, rtol=1e-6, atol=1e-9):
             continue
         n_cand = len(tfs) * len(genes) - len(set(tfs) & set(genes))
@@ -264,14 +260,10 @@ def check_ora_pvalue(fn: Callable | None, seed: int = 0) -> bool:
     for trial in range(5):
         module, gene_set, universe = _ora_problem(rng, strong=trial < 2)
         expected = reference_ora_pvalue(module, gene_set, universe)
-        got, err = _safe_call(fn, list(module), list(gene_set), list(universe))
-        if err:
-            print(f"Not quite. Your function raised {err}")
+        got, problem = _number_from(fn, list(module), list(gene_set), list(universe))
+        if problem:
+            print(problem)
             return False
-        try:
-            got = float(got)
-        except (TypeError, ValueError):
-            return _feedback(False, "", f"return a single number, got {type(got).__name__}.")
         if np.isclose(got, expected, rtol=1e-6, atol=1e-12):
             continue
         N, K, n = len(universe), len(gene_set), len(module)
