@@ -45,3 +45,72 @@ def progress(iterable=None, *, enabled: bool = True, **kwargs):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, disable=not enabled, **kwargs)
+
+
+class CourseWarning(UserWarning):
+    """Base class of the warnings course helpers emit.
+
+    Code that reacts to a warning (a widget, a notebook) catches its *class*, never its text:
+    each module defines subclasses for the situations it reports (e.g. too few cells).
+    """
+
+
+class CourseDeprecationWarning(FutureWarning):
+    """A parameter or function was renamed; the old spelling still works for now.
+
+    A ``FutureWarning`` (not a ``DeprecationWarning``) so that notebooks show it.
+    """
+
+
+def renamed_parameters(**renames: str):
+    """Decorator: accept old keyword names and pass them on under their new names, with a warning.
+
+    Parameters
+    ----------
+    **renames
+        ``old_name="new_name"`` pairs.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> @renamed_parameters(layer="emb_layer")
+    ... def f(x, *, emb_layer=-1):
+    ...     return emb_layer
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     f(1, layer=0)
+    0
+    >>> print(caught[0].message)
+    f(layer=...) is now f(emb_layer=...); the old name will stop working in a later version.
+    >>> f(1, layer=0, emb_layer=0)
+    Traceback (most recent call last):
+    ...
+    course_helpers._utils.CourseInputError: f() got both layer= and emb_layer=. Fix: pass only emb_layer=.
+    """
+    import functools
+    import warnings
+
+    def wrap(func):
+        name = func.__qualname__.split(".<locals>.")[-1]
+
+        @functools.wraps(func)
+        def inner(*args, **kwargs):
+            for old, new in renames.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise CourseInputError(
+                            f"{name}() got both {old}= and {new}=. Fix: pass only {new}=."
+                        )
+                    warnings.warn(
+                        f"{name}({old}=...) is now {name}({new}=...); the old name will stop "
+                        "working in a later version.",
+                        CourseDeprecationWarning,
+                        stacklevel=2,
+                    )
+                    kwargs[new] = kwargs.pop(old)
+            return func(*args, **kwargs)
+
+        inner.__renamed_parameters__ = dict(renames)
+        return inner
+
+    return wrap
