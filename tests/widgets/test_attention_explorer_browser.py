@@ -1,14 +1,14 @@
 """End-to-end: the AttentionExplorer runs live in JupyterLab in a real (headless) browser.
 
 Starts JupyterLab on 127.0.0.1 (free port, no token, a temporary root folder holding
-``tests/browser/attention_explorer.ipynb`` and ``tests/browser/tiny_model.py``), opens the
+``tests/widgets/browser/attention_explorer.ipynb`` and ``tests/widgets/browser/tiny_model.py``), opens the
 notebook in Debian's chromium through Playwright, runs all cells, changes the layer dropdown and
-checks that the heatmap title and image redraw. Screenshots go to ``tests/browser/*.png``
+checks that the heatmap title and image redraw. Screenshots go to ``tests/widgets/browser/*.png``
 (gitignored output; look at them when the test fails).
 
 Needs: ``apt-get install -y chromium`` (``/usr/bin/chromium``) and the ``dev``/``book`` extras
 (playwright, jupyterlab). Playwright never downloads a browser here. Skips with a reason when
-anything is missing. Run it alone with ``pytest -m browser tests/test_widgets_browser.py``.
+anything is missing. Run it alone with ``pytest -m browser tests/widgets/test_attention_explorer_browser.py``.
 """
 from __future__ import annotations
 

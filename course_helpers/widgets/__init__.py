@@ -1,0 +1,50 @@
+"""Interactive explorers for attention and in-silico perturbation.
+
+Two explorers, each usable three ways:
+
+* **live** in JupyterLab 4 / Colab (ipywidgets 8): display the object (last line of a cell) and
+  use the controls;
+* **from Python**: ``explorer.set(...)`` changes controls, ``explorer.data()`` returns the
+  DataFrames currently shown, ``explorer.message`` the current warning (empty when all is well);
+* **static**: ``explorer.figure(...)`` returns a matplotlib ``Figure`` of the current view, which
+  the published HTML book shows where no kernel runs.
+
+:class:`AttentionExplorer`
+    attention among a cell's top genes (weight- or norm-based), the strongest gene -> gene pairs
+    marked against the planted ground truth, per-layer/head summaries and a bertviz view.
+:class:`PerturbationExplorer`
+    delete / overexpress genes in cells of a state, see how far the cells move (towards a goal
+    state), which genes' embeddings move most, where the cells go on a PCA map, whether random
+    genes do the same, and whether two genes act together (synergy).
+
+Bad choices in the controls (unknown genes, empty selections) never raise inside the widget:
+they set :attr:`message`, shown in the widget's message line.  The explorers call
+:mod:`course_helpers.attention`, :mod:`course_helpers.perturb` and :mod:`course_helpers.embed`
+for all model computations; this package only arranges, caches and draws.
+
+Files
+-----
+- ``attention_explorer.py``: :class:`AttentionExplorer` (controls, per-cell caches, view tables).
+- ``attention_widget.py``: its live ipywidgets view (controls, redraws, bertviz button).
+- ``perturbation_explorer.py``: :class:`PerturbationExplorer` (controls, caches, view tables).
+- ``perturbation_widget.py``: its live ipywidgets view (gene tags, controls, Run button).
+- ``base.py``: what both share: control state, messages, safe callbacks, display.
+- ``static.py``: static mode (:data:`STATIC_ENV`, the PNG shown where no kernel runs).
+- ``drawing.py``: the explorers' matplotlib figures and HTML tables / message line.
+- ``cells.py``: reading the cells (tokenized dataset or AnnData) and looking up genes.
+
+Examples
+--------
+>>> from course_helpers.model import load_model                             # doctest: +SKIP
+>>> model = load_model("teaching", output_attentions=True)                  # doctest: +SKIP
+>>> ex = AttentionExplorer(model, dataset, ground_truth=load_ground_truth())  # doctest: +SKIP
+>>> ex                      # live widget in JupyterLab                     # doctest: +SKIP
+>>> ex.set(cell=3, layer=1, head="mean", method="norm", top_n=15)            # doctest: +SKIP
+>>> ex.data()["pairs"].head()                                              # doctest: +SKIP
+>>> ex.figure()             # static matplotlib figure                      # doctest: +SKIP
+"""
+from .attention_explorer import AttentionExplorer
+from .perturbation_explorer import PerturbationExplorer
+from .static import STATIC_ENV
+
+__all__ = ["STATIC_ENV", "AttentionExplorer", "PerturbationExplorer"]

@@ -1,0 +1,569 @@
+"""PerturbationExplorer: delete / overexpress genes in cells of a state and see what moves.
+
+Effects come from :func:`course_helpers.perturb.in_silico_perturb`, the random-gene comparison
+from :func:`course_helpers.perturb.random_gene_null`, two genes together from
+:func:`course_helpers.perturb.perturb_pairs`, embeddings from
+:func:`course_helpers.embed.embed_cells`; this file holds the controls, the caches and the
+tables of a view. The live controls are in ``perturbation_widget.py``, the figure in
+``drawing.py``.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import plotting
+from .._utils import CourseInputError
+from . import drawing
+from .base import _Explorer, _whole_number
+from .cells import _gene_tokens_safe, _model_vocab, _read_cells, _suggest
+from .perturbation_widget import _PerturbationWidget
+
+
+def _perturbed_ids(ids: np.ndarray, tokens: Sequence[int], perturb_type: str, vocab,
+                   max_len: int | None) -> np.ndarray:
+    """The cell's token ids after deleting / overexpressing ``tokens`` together.
+
+    Same rules as :mod:`course_helpers.perturb` (used only to place perturbed cells on the
+    embedding map): delete removes the genes; overexpress moves the present genes to the front
+    (after ``<cls>``) in their original order, inserts absent ones after them and cuts the cell to
+    ``max_len`` (keeping ``<eos>`` last).
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    toks = [int(t) for t in tokens]
+    if perturb_type == "delete":
+        return ids[~np.isin(ids, toks)]
+    cls_id = getattr(vocab, "cls_token_id", None)
+    eos_id = getattr(vocab, "eos_token_id", None)
+    head = [int(ids[0])] if cls_id is not None and len(ids) and ids[0] == cls_id else []
+    tail = [int(ids[-1])] if eos_id is not None and len(ids) and ids[-1] == eos_id else []
+    body = ids[len(head): len(ids) - len(tail)]
+    present = [int(t) for t in body if int(t) in set(toks)]
+    absent = [t for t in toks if t not in set(body.tolist())]
+    rest = [int(t) for t in body if int(t) not in set(toks)]
+    out = head + present + absent + rest
+    if max_len:
+        out = out[: int(max_len) - len(tail)]
+    return np.asarray(out + tail, dtype=np.int64)
+
+
+class PerturbationExplorer(_PerturbationWidget, _Explorer):
+    """Explore in-silico deletion / overexpression of genes, live or as static figures.
+
+    Parameters
+    ----------
+    model
+        A ``BertForMaskedLM`` from :func:`course_helpers.model.load_model`.
+    dataset
+        Tokenized cells with a ``state_key`` column (and ideally ``cell_id``), or an AnnData
+        (tokenized with ``vocab``).
+    state_key
+        Column holding each cell's state or type, e.g. ``"state"`` or ``"cell_type"``.
+    start_state
+        The state whose cells are perturbed (default: all cells).
+    goal_state
+        Optional desired state: effects are then ``shift`` towards it (reference semantics:
+        ``cos(perturbed, goal) - cos(original, goal)``, > 0 = towards the goal); without it the
+        effect is ``1 - cos_sim`` (how much the other genes' embeddings changed).
+    genes, perturb_type, n_cells, n_random, seed
+        Initial control values (see :meth:`set`).
+    vocab
+        Default ``model.gene_vocab``.
+    embeddings
+        Optional cell embeddings of the whole dataset, in dataset order, from
+        :func:`course_helpers.embed.embed_cells` with the same ``emb_layer`` (e.g.
+        ``adata.obsm["X_geneformer"]``). They give the exact state embeddings (mean over all
+        cells of a state, as the reference) and the PCA map without new forward passes.
+    state_embs
+        Optional ``{state: vector}`` (e.g. from :func:`course_helpers.embed.state_embeddings`).
+    max_cells_per_state
+        Without ``embeddings``: cells embedded per state (a seeded random sample) for the state
+        embeddings and the PCA map.  Embedding every cell of a large dataset would take minutes
+        on a CPU; pass ``embeddings=``/``state_embs=`` for the exact reference values.
+    batch_size
+        Forward-pass batch size for the perturbation functions.
+    emb_layer
+        Embedding layer (``-1`` = second-to-last, the reference default).
+
+    Examples
+    --------
+    >>> ex = PerturbationExplorer(model, dataset, "state", start_state="diseased",
+    ...                           goal_state="healthy", genes=["NFATC4"])    # doctest: +SKIP
+    >>> ex.data()["summary"]                                               # doctest: +SKIP
+    >>> ex.set(genes=["GATA4", "TBX5"]).data()["synergy"]                   # doctest: +SKIP
+    >>> ex.figure()                                                        # doctest: +SKIP
+    """
+
+    _controls = ("genes", "perturb_type", "cells", "goal_state", "n_cells", "n_random", "seed")
+
+    def __init__(
+        self,
+        model,
+        dataset,
+        state_key: str,
+        start_state: str | None = None,
+        goal_state: str | None = None,
+        *,
+        genes: Sequence[str] | str = (),
+        perturb_type: str = "delete",
+        n_cells: int = 10,
+        n_random: int = 10,
+        seed: int = 0,
+        vocab=None,
+        embeddings=None,
+        state_embs=None,
+        max_cells_per_state: int = 100,
+        batch_size: int = 64,
+        emb_layer: int = -1,
+        static_fallback: bool = True,
+    ):
+        super().__init__(static_fallback=static_fallback)
+        self.model = model
+        self.vocab = _model_vocab(model, vocab)
+        self.cells = _read_cells(dataset, self.vocab, model, [state_key])
+        if state_key not in self.cells.meta:
+            raise CourseInputError(
+                f"The dataset has no column {state_key!r} (columns: "
+                f"{[c for c in self.cells.columns if c != 'input_ids']}). Fix: pass the column "
+                "that holds each cell's state, e.g. state_key='state' or 'cell_type'.")
+        self.state_key = state_key
+        self._states_col = np.asarray([str(x) for x in self.cells.meta[state_key]], dtype=object)
+        self.states = list(dict.fromkeys(self._states_col.tolist()))
+        self.batch_size = int(batch_size)
+        self.emb_layer = int(emb_layer)
+        self.max_cells_per_state = max(1, int(max_cells_per_state))
+        self._user_embeddings = None
+        if embeddings is not None:
+            emb = np.asarray(embeddings, dtype=np.float32)
+            hidden = int(getattr(model.config, "hidden_size", emb.shape[-1]))
+            if emb.ndim != 2 or emb.shape[0] != self.cells.n or emb.shape[1] != hidden:
+                raise CourseInputError(
+                    f"embeddings has shape {emb.shape}; expected ({self.cells.n}, {hidden}) "
+                    "(one row per cell of the dataset, in order). Fix: embeddings = "
+                    "embed_cells(model, dataset).")
+            self._user_embeddings = emb
+        self._user_state_embs = None if state_embs is None else {
+            str(k): np.asarray(v, dtype=np.float32) for k, v in dict(state_embs).items()}
+        self._max_len = int(getattr(model.config, "max_position_embeddings", 0) or 0) or None
+        self._cache: dict[str, Any] = {}
+        self._views: OrderedDict[str, dict] = OrderedDict()
+        self._gene_options: list[str] | None = None
+        self._state = {"genes": [], "perturb_type": "delete", "cells": "all", "goal_state": None,
+                       "n_cells": 10, "n_random": 10, "seed": 0}
+        self.set(genes=genes, perturb_type=perturb_type, cells=start_state or "all",
+                 goal_state=goal_state, n_cells=n_cells, n_random=n_random, seed=seed)
+        init = list(self._messages)
+        if init:  # bad start/goal states are errors of the call, not of a control
+            raise CourseInputError(" ".join(init))
+
+    def __repr__(self) -> str:
+        s = self._state
+        return (f"PerturbationExplorer({self.cells.n} cells, state_key={self.state_key!r}; "
+                f"genes={s['genes']}, {s['perturb_type']}, cells={s['cells']!r}, "
+                f"goal={s['goal_state']!r}, n_cells={s['n_cells']})")
+
+    # -- controls --------------------------------------------------------------------------
+    def set(self, **controls) -> PerturbationExplorer:
+        """Change controls; invalid values keep the old value and set :attr:`message`.
+
+        Parameters
+        ----------
+        genes
+            Gene symbols / Ensembl IDs to perturb (a list, or one string; ``"A, B"`` and
+            ``"A + B"`` are split).  Each gene is measured on its own; with two genes the
+            synergy view compares them together vs each alone; the map shows all of them
+            perturbed together.  Unknown genes are dropped with a message.
+        perturb_type
+            ``"delete"`` or ``"overexpress"``.
+        cells
+            The state whose cells are perturbed, or ``"all"`` (not allowed with a goal state).
+        goal_state
+            Desired state (effects become shifts towards it) or ``None``.
+        n_cells
+            Number of cells perturbed (a seeded random choice among the eligible cells; with
+            ``"delete"`` only cells expressing a chosen gene are eligible).
+        n_random
+            Random genes perturbed in the same cells for comparison (0 = none).
+        seed
+            Seed of the cell and random-gene choices.
+        """
+        self._check_names(controls)
+        msgs: list[str] = []
+        new = dict(self._state)
+        for key in self._controls:
+            if key in controls:
+                try:
+                    new[key] = self._validate(key, controls[key], msgs)
+                except CourseInputError as err:
+                    msgs.append(str(err))
+        self._state = new
+        self._messages = msgs
+        return self
+
+    def _validate(self, key, value, msgs):
+        if key == "genes":
+            if value is None:
+                return []
+            if isinstance(value, str):
+                value = [g for part in value.replace("+", ",").split(",")
+                         for g in [part.strip()] if g]
+            genes = list(dict.fromkeys(str(g).strip() for g in value if str(g).strip()))
+            known, unknown = [], []
+            for g in genes:
+                _tok, bad = _gene_tokens_safe(self.vocab, [g])
+                (unknown if bad else known).append(g)
+            if unknown:
+                hint = "".join(_suggest(u, self.gene_options()) for u in unknown[:2])
+                msgs.append(f"Not in the model's vocabulary, ignored: {', '.join(unknown)}.{hint}")
+            return known
+        if key == "perturb_type":
+            v = str(value).lower()
+            if v not in ("delete", "overexpress"):
+                raise CourseInputError(
+                    f"perturb_type={value!r} is not known. Fix: 'delete' or 'overexpress'.")
+            return v
+        if key == "cells":
+            if value is None or str(value).lower() in ("all", "(all)", "all cells"):
+                return "all"
+            if str(value) not in self.states:
+                raise CourseInputError(
+                    f"No cells with {self.state_key} == {value!r}. States: "
+                    f"{', '.join(self.states[:12])}." + _suggest(str(value), self.states))
+            return str(value)
+        if key == "goal_state":
+            if value is None or str(value) in ("", "(none)", "none"):
+                return None
+            if str(value) not in self.states:
+                raise CourseInputError(
+                    f"Goal state {value!r} does not occur in column {self.state_key!r}. States: "
+                    f"{', '.join(self.states[:12])}." + _suggest(str(value), self.states))
+            return str(value)
+        if key in ("n_cells", "n_random", "seed"):
+            iv = _whole_number(key, value)
+            if key == "n_cells" and iv < 1:
+                raise CourseInputError("n_cells=0 selects no cells (empty selection). Fix: "
+                                       "choose at least 1 cell.")
+            if iv < 0:
+                raise CourseInputError(f"{key} must not be negative.")
+            return iv
+        raise AssertionError(key)  # pragma: no cover
+
+    def gene_options(self) -> list[str]:
+        """Symbols of the genes present in the cells (most frequent first; for autocomplete)."""
+        if self._gene_options is None:
+            ids = self.cells.all_ids()
+            flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+            uniq, cnt = np.unique(flat, return_counts=True)
+            counts = dict(zip(uniq.tolist(), cnt.tolist()))
+            specials = {getattr(self.vocab, n, None) for n in
+                        ("pad_token_id", "mask_token_id", "cls_token_id", "eos_token_id")}
+            toks = [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+                    if t not in specials]
+            syms = [str(s) for s in self.vocab.symbols(toks[:5000])]
+            self._gene_options = list(dict.fromkeys(syms))
+        return self._gene_options
+
+    # -- computation -----------------------------------------------------------------------
+    def _eligible(self, tokens: list[int]) -> tuple[np.ndarray, list[str]]:
+        s = self._state
+        msgs = []
+        rows = np.arange(self.cells.n)
+        if s["cells"] != "all":
+            rows = rows[self._states_col == s["cells"]]
+        where = f"{self.state_key} == {s['cells']!r}" if s["cells"] != "all" else "the dataset"
+        if s["perturb_type"] == "delete":
+            self.cells.all_ids()  # bulk read once: row-by-row access is slow for big datasets
+            toks = np.asarray(tokens, dtype=np.int64)
+            rows = np.asarray([r for r in rows if np.isin(self.cells.ids(r), toks).any()],
+                              dtype=np.int64)
+            if rows.size == 0:
+                names = ", ".join(s["genes"])
+                msgs.append(f"No cell of {where} expresses {names}, so nothing can be deleted. "
+                            "Choose other genes or cells, or overexpress instead.")
+        return rows, msgs
+
+    def _cell_states(self) -> dict | None:
+        s = self._state
+        if s["goal_state"] is None or s["cells"] == "all" or s["cells"] == s["goal_state"]:
+            return None
+        return {"state_key": self.state_key, "start_state": s["cells"],
+                "goal_state": s["goal_state"], "alt_states": []}
+
+    def _reference(self):
+        """Embeddings of the reference cells: all cells (``embeddings=``) or a per-state sample."""
+        from ..embed import embed_cells
+
+        if "reference" not in self._cache:
+            if self._user_embeddings is not None:
+                rows = np.arange(self.cells.n)
+                emb = self._user_embeddings
+            else:
+                rng = np.random.default_rng(0)
+                parts = []
+                for st in self.states:
+                    idx = np.flatnonzero(self._states_col == st)
+                    if idx.size > self.max_cells_per_state:
+                        idx = rng.choice(idx, self.max_cells_per_state, replace=False)
+                    parts.append(idx)
+                rows = np.sort(np.concatenate(parts))
+                seqs = [list(map(int, self.cells.ids(r))) for r in rows]
+                emb = embed_cells(self.model, seqs, layer=self.emb_layer,
+                                  batch_size=self.batch_size, progress=False)
+            self._cache["reference"] = (rows, np.asarray(emb, dtype=np.float32))
+        return self._cache["reference"]
+
+    def _state_embs(self) -> dict:
+        """``{state: vector}`` for the perturbed and the goal state."""
+        s = self._state
+        need = [s["cells"], s["goal_state"]]
+        if self._user_state_embs is not None:
+            missing = [x for x in need if x not in self._user_state_embs]
+            if missing:
+                raise CourseInputError(
+                    f"state_embs has no vector for {missing}. Fix: include every state you "
+                    "perturb or aim for, e.g. state_embeddings(model, dataset, state_key).")
+            return {x: self._user_state_embs[x] for x in need}
+        rows, emb = self._reference()
+        states = self._states_col[rows]
+        return {x: emb[states == x].mean(axis=0, dtype=np.float64).astype(np.float32)
+                for x in need}
+
+    def _background(self):
+        """PCA (2 components) of the reference cells' embeddings (cached)."""
+        from sklearn.decomposition import PCA
+
+        if "background" not in self._cache:
+            rows, emb = self._reference()
+            if len(rows) > 2000:  # keep the map readable and fast
+                keep = np.sort(np.random.default_rng(0).choice(len(rows), 2000, replace=False))
+                rows, emb = rows[keep], emb[keep]
+            pca = PCA(n_components=2, random_state=0).fit(emb)
+            self._cache["background"] = (rows, pca.transform(emb), pca)
+        return self._cache["background"]
+
+    @staticmethod
+    def _effect(df: pd.DataFrame, goal) -> pd.Series:
+        if "shift" in df:
+            return df["shift"]
+        return 1.0 - df["cos_sim"]
+
+    def _effect_label(self) -> str:
+        cs = self._cell_states()
+        return (f"shift towards {cs['goal_state']!r}" if cs is not None
+                else "embedding change (1 − cos_sim)")
+
+    def _compute(self) -> dict:
+        import warnings
+
+        from .. import perturb as _pert
+        from ..embed import embed_cells
+
+        s = self._state
+        key = repr(sorted(s.items()))
+        if key in self._views:
+            self._views.move_to_end(key)
+            return self._views[key]
+        empty = {k: pd.DataFrame() for k in ("effects", "null", "summary", "moved_genes", "map",
+                                             "synergy")}
+        view = {"tables": empty, "messages": [], "background": None, "genes": []}
+        if not s["genes"]:
+            view["messages"].append("Choose at least one gene to perturb (type a symbol).")
+            return self._remember(key, view)
+        tokens = [int(t) for t in self.vocab.tokens(s["genes"])]
+        if s["goal_state"] is not None and s["cells"] == "all":
+            view["messages"].append(
+                f"Choose which cells to perturb (a state other than {s['goal_state']!r}) to "
+                "measure shifts towards the goal; showing the embedding change instead.")
+        if s["goal_state"] is not None and s["cells"] == s["goal_state"]:
+            view["messages"].append(
+                f"The perturbed cells are already in the goal state {s['goal_state']!r}; "
+                "showing the embedding change instead. Choose another state to perturb.")
+        rows, msgs = self._eligible(tokens)
+        view["messages"] += msgs
+        if rows.size == 0:
+            return self._remember(key, view)
+        rng = np.random.default_rng(s["seed"])
+        if rows.size > s["n_cells"]:
+            rows = np.sort(rng.choice(rows, s["n_cells"], replace=False))
+        elif rows.size < s["n_cells"]:
+            view["messages"].append(f"Only {rows.size} cell(s) are eligible (n_cells="
+                                    f"{s['n_cells']}).")
+        rows = [int(r) for r in rows]
+        cs = self._cell_states()
+        common = {"cells": rows, "emb_layer": self.emb_layer, "batch_size": self.batch_size,
+                      "progress": False}
+        if cs is not None:
+            common["state_embs"] = self._state_embs()
+        tables = dict(empty)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            long = _pert.in_silico_perturb(self.model, self.cells.dataset, s["perturb_type"],
+                                           genes=tokens, cell_states=cs,
+                                           emb_mode="cell_and_gene", **common)
+            res = long.cell_results
+            null = None
+            if s["n_random"] > 0:
+                try:
+                    null = _pert.random_gene_null(self.model, self.cells.dataset,
+                                                  n_genes=s["n_random"], seed=s["seed"],
+                                                  perturb_type=s["perturb_type"],
+                                                  cell_states=cs, exclude=tokens, **common)
+                except CourseInputError as err:
+                    view["messages"].append(f"No random-gene comparison: {err}")
+            synergy = None
+            if len(tokens) == 2:
+                try:
+                    synergy = _pert.perturb_pairs(self.model, self.cells.dataset,
+                                                  [tuple(tokens)], s["perturb_type"],
+                                                  cell_states=cs, **common)
+                except CourseInputError as err:
+                    view["messages"].append(f"No synergy view: {err}")
+        for w in caught:
+            if "expressed in none" in str(w.message) or "genes are available" in str(w.message):
+                view["messages"].append(str(w.message))
+        goal = None if cs is None else cs["goal_state"]
+        if cs is not None:
+            res = res[res["state"] == goal]
+            if null is not None:
+                null = null[null["state"] == goal]
+        eff = res.assign(effect=self._effect(res, goal).to_numpy())
+        tables["effects"] = eff.reset_index(drop=True)
+        sym_of = dict(zip(tokens, s["genes"]))
+        if "perturbed_gene" not in eff:
+            eff["perturbed_gene"] = eff["perturbed_token"].map(sym_of)
+        # per-gene summary vs the random genes
+        summ = eff.groupby("perturbed_gene", sort=False)["effect"].agg(
+            n_cells="size", mean_effect="mean", sem=lambda v: float(v.std(ddof=1) /
+                                                                    np.sqrt(len(v)))
+            if len(v) > 1 else np.nan).reset_index().rename(columns={"perturbed_gene": "gene"})
+        if null is not None and not null.empty:
+            null = null.assign(effect=self._effect(null, goal).to_numpy())
+            tables["null"] = null.reset_index(drop=True)
+            per_gene_null = null.groupby("perturbed_token")["effect"].mean()
+            summ["null_mean_effect"] = float(null["effect"].mean())
+            summ["random_genes_beaten"] = [float((per_gene_null < m).mean())
+                                           for m in summ["mean_effect"]]
+            try:
+                st = _pert.perturbation_stats(res, null=null.drop(columns=["effect"]))
+                pmap = dict(zip(st["perturbed_token"], st["p_value"]))
+                tok_of = dict(zip(eff["perturbed_gene"], eff["perturbed_token"]))
+                summ["p_value_vs_random"] = [pmap.get(tok_of.get(g), np.nan)
+                                             for g in summ["gene"]]
+            except CourseInputError as err:  # pragma: no cover - defensive
+                view["messages"].append(f"No statistics: {err}")
+        tables["summary"] = summ
+        # genes whose embeddings move most (1 - cos over cells and perturbed genes)
+        mv = long.assign(change=1.0 - long["cos_sim"])
+        gcol = "affected_gene" if "affected_gene" in mv else "affected_token"
+        moved = (mv.groupby(gcol)["change"].agg(["mean", "size"]).rename(
+            columns={"mean": "mean_change", "size": "n"}).sort_values("mean_change",
+                                                                     ascending=False))
+        moved.index.name = "gene"
+        moved = moved.reset_index()
+        # genes seen in few perturbed cells are noisy: the chart keeps those in >= half of them
+        moved.attrs["min_cells"] = max(1, eff["cell_id"].nunique() // 2)
+        tables["moved_genes"] = moved
+        # synergy (two genes)
+        if synergy is not None and not synergy.empty:
+            if cs is not None:
+                synergy = synergy[synergy["state"] == goal]
+                ea, eb, eab = synergy["shift_a"], synergy["shift_b"], synergy["shift_ab"]
+            else:
+                ea, eb, eab = (1 - synergy["cos_sim_a"], 1 - synergy["cos_sim_b"],
+                               1 - synergy["cos_sim_ab"])
+            a, b = s["genes"][0], s["genes"][1]
+            vals = {a: ea, b: eb, f"{a} + {b} together": eab,
+                    "expected (additive)": ea.to_numpy() + eb.to_numpy()}
+            tables["synergy"] = pd.DataFrame({
+                "condition": list(vals),
+                "mean": [float(np.mean(v)) for v in vals.values()],
+                "sem": [float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else np.nan
+                        for v in vals.values()],
+                "n_cells": [len(v) for v in vals.values()],
+            })
+            tables["synergy"].attrs["per_cell"] = synergy.reset_index(drop=True)
+            tables["synergy"].attrs["synergy_mean"] = float(np.mean(eab.to_numpy() -
+                                                                    (ea.to_numpy() +
+                                                                     eb.to_numpy())))
+        # map: before / after (all chosen genes together)
+        bg_rows, bg_xy, pca = self._background()
+        orig = [list(map(int, self.cells.ids(r))) for r in rows]
+        pert = [list(map(int, _perturbed_ids(np.asarray(x), tokens, s["perturb_type"],
+                                             self.vocab, self._max_len))) for x in orig]
+        keep = [i for i, p in enumerate(pert) if len(p) > 0]
+        if keep:
+            emb = embed_cells(self.model, [orig[i] for i in keep] + [pert[i] for i in keep],
+                              layer=self.emb_layer, batch_size=self.batch_size, progress=False)
+            k = len(keep)
+            xy = pca.transform(emb)
+            ids = self.cells.meta["cell_id"].tolist() if "cell_id" in self.cells.meta else None
+            m = pd.DataFrame({
+                "row": [rows[i] for i in keep],
+                "cell_id": [ids[rows[i]] if ids else str(rows[i]) for i in keep],
+                "pc1_before": xy[:k, 0], "pc2_before": xy[:k, 1],
+                "pc1_after": xy[k:, 0], "pc2_after": xy[k:, 1],
+            })
+            if cs is not None:
+                g = np.asarray(self._state_embs()[goal], dtype=np.float64)
+
+                def cos(a):
+                    a = np.asarray(a, dtype=np.float64)
+                    return a @ g / (np.linalg.norm(a, axis=1) * np.linalg.norm(g))
+
+                m["cos_goal_before"] = cos(emb[:k])
+                m["cos_goal_after"] = cos(emb[k:])
+            tables["map"] = m
+        view.update(tables=tables, background=(bg_rows, bg_xy), genes=list(s["genes"]),
+                    rows=rows)
+        return self._remember(key, view)
+
+    def _remember(self, key: str, view: dict) -> dict:
+        self._views[key] = view
+        while len(self._views) > 8:
+            self._views.popitem(last=False)
+        return view
+
+    def data(self) -> dict[str, pd.DataFrame]:
+        """The tables behind the current view (computing them if needed).
+
+        Returns
+        -------
+        dict
+            ``effects`` (one row per perturbed cell and gene, with ``effect``), ``null`` (the
+            same for random genes in the same cells), ``summary`` (per gene: mean effect, the
+            random genes' mean, share of random genes with a smaller effect, rank-sum p-value),
+            ``moved_genes`` (genes whose embeddings change most, ``1 - cos``), ``map`` (PCA
+            coordinates of the perturbed cells before/after, all chosen genes together) and
+            ``synergy`` (two genes: each alone, together and the additive expectation).
+            Empty DataFrames where there is nothing to show (see :attr:`message`).
+        """
+        try:
+            v = self._compute()
+        except CourseInputError as err:
+            self._messages = [str(err)]
+            return {k: pd.DataFrame() for k in ("effects", "null", "summary", "moved_genes",
+                                                "map", "synergy")}
+        return {k: t.copy() for k, t in v["tables"].items()}
+
+    # -- figures ---------------------------------------------------------------------------
+    def figure(self, **controls):
+        """Static rendering of the current view as a matplotlib Figure (2 x 2 panels).
+
+        Keyword arguments are passed to :meth:`set` first.
+        """
+        v, failed = self._view_or_figure(controls)
+        if failed is not None:
+            return failed
+        t = v["tables"]
+        if t["effects"].empty:
+            return plotting.message_figure(self.message or "Nothing to show.",
+                                           title="PerturbationExplorer")
+        bg_rows, _xy = v["background"]
+        return drawing.perturbation_figure(
+            t, v["background"], self._state, effect_label=self._effect_label(),
+            background_groups=self._states_col[bg_rows], n_rows=len(v["rows"]),
+            min_cells=int(t["moved_genes"].attrs.get("min_cells", 1)))
