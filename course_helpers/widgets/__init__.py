@@ -39,7 +39,7 @@ Examples
 >>> model = load_model("teaching", output_attentions=True)                  # doctest: +SKIP
 >>> ex = AttentionExplorer(model, dataset, ground_truth=load_ground_truth())  # doctest: +SKIP
 >>> ex                      # live widget in JupyterLab                     # doctest: +SKIP
->>> ex.set(cell=3, layer=1, head="mean", method="norm", top_n=15)            # doctest: +SKIP
+>>> ex.set(cell=3, attn_layer=1, head="mean", method="norm", top_n=15)            # doctest: +SKIP
 >>> ex.data()["pairs"].head()                                              # doctest: +SKIP
 >>> ex.figure()             # static matplotlib figure                      # doctest: +SKIP
 """

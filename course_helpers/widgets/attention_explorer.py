@@ -12,7 +12,7 @@ from collections import OrderedDict
 import numpy as np
 import pandas as pd
 
-from .._utils import CourseInputError
+from .._utils import CourseInputError, renamed_parameters
 from . import drawing
 from .attention_widget import _AttentionWidget
 from .base import _Explorer, _whole_number
@@ -50,8 +50,11 @@ def _truth_pairs(ground_truth, vocab) -> tuple[set[tuple[int, int]], set[int]]:
     return pairs, set(tf_tokens)
 
 
-def _index_control(name: str, value, n: int, pooled: str):
-    """Validate a layer/head control: ``pooled`` ('all'/'mean', or None) or an index in [-n, n)."""
+def _index_control(name: str, value, n: int, pooled: str, noun: str):
+    """Validate a layer/head control: ``pooled`` ('all'/'mean', or None) or an index in [-n, n).
+
+    ``noun`` names what is counted in messages (``layer``, ``head``).
+    """
     if value is None or (isinstance(value, str) and value.lower() in ("all", "mean")):
         return pooled
     try:
@@ -61,7 +64,7 @@ def _index_control(name: str, value, n: int, pooled: str):
             f"{name}={value!r} is not understood. Fix: '{pooled}' or 0 to {n - 1}.") from None
     if not -n <= iv < n:
         raise CourseInputError(
-            f"{name}={iv} is out of range: the model has {n} {name}s (0 to {n - 1}).")
+            f"{name}={iv} is out of range: the model has {n} {noun}s (0 to {n - 1}).")
     return iv % n
 
 
@@ -86,7 +89,7 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         Column with the cell type (for choosing cells by type).
     tfs
         Transcription factors (symbols/Ensembl IDs) overriding ``ground_truth.tfs``.
-    cell, layer, head, method, top_n, gene, select, n_pairs
+    cell, attn_layer, head, method, top_n, gene, select, n_pairs
         Initial control values (see :meth:`set`).
     max_genes
         Attention is kept among a cell's ``max_genes`` top-ranked genes (the whole cell is still
@@ -107,16 +110,17 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
     Examples
     --------
     >>> ex = AttentionExplorer(model, dataset, ground_truth=truth)              # doctest: +SKIP
-    >>> ex.set(cell=3, layer=1, head="mean", method="norm", top_n=15)           # doctest: +SKIP
+    >>> ex.set(cell=3, attn_layer=1, head="mean", method="norm", top_n=15)           # doctest: +SKIP
     >>> d = ex.data(); d["heatmap"].shape                                      # doctest: +SKIP
     (15, 15)
     >>> d["pairs"].query("planted_edge")                                       # doctest: +SKIP
     >>> fig = ex.figure()                                                      # doctest: +SKIP
     """
 
-    _controls = ("cell", "cell_type", "layer", "head", "method", "top_n", "gene", "select",
+    _controls = ("cell", "cell_type", "attn_layer", "head", "method", "top_n", "gene", "select",
                  "n_pairs")
 
+    @renamed_parameters(layer="attn_layer")
     def __init__(
         self,
         model,
@@ -127,7 +131,7 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         cell_type_key: str = "cell_type",
         tfs=None,
         cell: int | str = 0,
-        layer: int | str = "all",
+        attn_layer: int | str = "all",
         head: int | str = "mean",
         method: str = "weight",
         top_n: int = 20,
@@ -158,19 +162,19 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         self._maps: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._summaries: OrderedDict[int, pd.DataFrame] = OrderedDict()
         self._view_cache: tuple | None = None
-        self._state = {"cell": 0, "cell_type": None, "layer": "all", "head": "mean",
+        self._state = {"cell": 0, "cell_type": None, "attn_layer": "all", "head": "mean",
                        "method": "weight", "top_n": 20, "gene": "", "select": "rank",
                        "n_pairs": 15}
         init_msgs = list(self._messages)
-        self.set(cell=cell, layer=layer, head=head, method=method, top_n=top_n, gene=gene,
+        self.set(cell=cell, attn_layer=attn_layer, head=head, method=method, top_n=top_n, gene=gene,
                  select=select, n_pairs=n_pairs)
         self._messages = init_msgs + self._messages
 
     def __repr__(self) -> str:
         s = self._state
         return (f"AttentionExplorer({self.cells.n} cells, {self.n_layers} layers x "
-                f"{self.n_heads} heads; cell={s['cell']}, layer={s['layer']}, head={s['head']}, "
-                f"method={s['method']!r}, top_n={s['top_n']})")
+                f"{self.n_heads} heads; cell={s['cell']}, attn_layer={s['attn_layer']}, "
+                f"head={s['head']}, method={s['method']!r}, top_n={s['top_n']})")
 
     # -- controls --------------------------------------------------------------------------
     def _cell_index(self, value) -> int:
@@ -193,6 +197,7 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
             return []
         return list(dict.fromkeys(str(x) for x in self.cells.column(self.cell_type_key)))
 
+    @renamed_parameters(layer="attn_layer")
     def set(self, **controls) -> AttentionExplorer:
         """Change controls; invalid values keep the old value and set :attr:`message`.
 
@@ -203,8 +208,9 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         cell_type
             Choose cells of this type: if the current cell has another type, jump to the first
             cell of this type.  ``None`` = any.
-        layer
-            Layer index (0 = first) or ``"all"`` (mean over layers).
+        attn_layer
+            Attention layer index (0 = first) or ``"all"`` (mean over layers); ``layer=`` is
+            the old name (still accepted, with a warning).
         head
             Head index (0 = first) or ``"mean"`` (mean over heads).
         method
@@ -228,7 +234,7 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
 
         Examples
         --------
-        >>> ex.set(cell=3, layer=1, head="mean", method="norm", top_n=15)    # doctest: +SKIP
+        >>> ex.set(cell=3, attn_layer=1, head="mean", method="norm", top_n=15)    # doctest: +SKIP
         >>> ex.set(gene="NOTAGENE").message                                 # doctest: +SKIP
         "Gene 'NOTAGENE' is not in the model's vocabulary. ..."
         """
@@ -272,10 +278,10 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
                     f"No cells of type {value!r}. Types present: {', '.join(types[:12])}."
                     + _suggest(str(value), types))
             return str(value)
-        if key == "layer":
-            return _index_control("layer", value, L, "all")
+        if key == "attn_layer":
+            return _index_control("attn_layer", value, L, "all", "layer")
         if key == "head":
-            return _index_control("head", value, H, "mean")
+            return _index_control("head", value, H, "mean", "head")
         if key == "method":
             v = str(value).lower().replace("-based", "").strip()
             if v not in ("weight", "norm"):
@@ -350,15 +356,15 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
             self._summaries.popitem(last=False)
         return summ
 
-    def _reduce(self, maps: np.ndarray, layer, head) -> np.ndarray:
-        m = maps if layer == "all" else maps[[layer]]
+    def _reduce(self, maps: np.ndarray, attn_layer, head) -> np.ndarray:
+        m = maps if attn_layer == "all" else maps[[attn_layer]]
         m = m.mean(axis=0)
         return m.mean(axis=0) if head == "mean" else m[head]
 
     def _title(self, s=None) -> str:
         s = s or self._state
         head = "mean" if s["head"] == "mean" else s["head"]
-        return (f"{self.cells.label(s['cell'], self.cell_type_key)} · layer {s['layer']} · "
+        return (f"{self.cells.label(s['cell'], self.cell_type_key)} · layer {s['attn_layer']} · "
                 f"head {head} · {s['method']}-based")
 
     def _compute(self) -> dict:
@@ -368,7 +374,7 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
             return self._view_cache[1]
         msgs: list[str] = []
         maps, tokens = self.cell_maps()
-        M = self._reduce(maps, s["layer"], s["head"])
+        M = self._reduce(maps, s["attn_layer"], s["head"])
         G = len(tokens)
         symbols = [str(x) for x in self.vocab.symbols(tokens.tolist())]
         ensembl = [self.vocab.id_to_token.get(int(t), str(t)) for t in tokens]
@@ -486,6 +492,7 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         share = self._share_col()
         return {"entropy": self._summary_grid("entropy"), share: self._summary_grid(share)}
 
+    @renamed_parameters(layer="attn_layer")
     def heatmap_figure(self, title: bool = True, **controls):
         """Only the heatmap of the current (or given) controls, as a matplotlib Figure."""
         if controls:
@@ -493,6 +500,7 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         return drawing.attention_heatmap_figure(self._compute(), self._state["method"],
                                                 title=title)
 
+    @renamed_parameters(layer="attn_layer")
     def figure(self, **controls):
         """Static rendering of the current view (heatmap + per-layer/head summaries).
 
@@ -505,6 +513,7 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         return drawing.attention_overview_figure(v, self._state, self._grids(), self._share_col(),
                                                  self.message)
 
+    @renamed_parameters(layer="attn_layer")
     def bertviz(self, view: str = "head", **controls):
         """bertviz head or model view of the current cell, restricted to the heatmap's genes.
 
@@ -528,7 +537,7 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
             return model_view(att, tokens, prettify_tokens=False, html_action="return")
         if view != "head":
             raise CourseInputError(f"view={view!r}: use 'head' or 'model'.")
-        layer = None if self._state["layer"] == "all" else int(self._state["layer"])
+        layer = None if self._state["attn_layer"] == "all" else int(self._state["attn_layer"])
         heads = None if self._state["head"] == "mean" else [int(self._state["head"])]
         return head_view(att, tokens, prettify_tokens=False, layer=layer, heads=heads,
                          html_action="return")

@@ -47,8 +47,9 @@ class _AttentionWidget:
         w["gene"] = W.Combobox(value=s["gene"], placeholder="search a gene (symbol)",
                                options=[], ensure_option=False, description="gene",
                                continuous_update=False, layout=lay(width="250px"))
-        w["layer"] = W.Dropdown(options=["all"] + list(range(self.n_layers)), value=s["layer"],
-                                description="layer", layout=lay(width="160px"))
+        w["attn_layer"] = W.Dropdown(options=["all"] + list(range(self.n_layers)),
+                                     value=s["attn_layer"], description="layer",
+                                     layout=lay(width="160px"))
         w["head"] = W.Dropdown(options=["mean"] + list(range(self.n_heads)), value=s["head"],
                                description="head", layout=lay(width="160px"))
         w["method"] = W.ToggleButtons(options=[("weight", "weight"), ("norm", "norm")],
@@ -65,7 +66,7 @@ class _AttentionWidget:
                                       value=s["select"], description="genes shown",
                                       style={"button_width": "100px",
                                              "description_width": "initial"})
-        for name, cls in (("layer", "ch-layer"), ("head", "ch-head"), ("cell", "ch-cell"),
+        for name, cls in (("attn_layer", "ch-layer"), ("head", "ch-head"), ("cell", "ch-cell"),
                           ("cell_type", "ch-cell-type"), ("gene", "ch-gene"),
                           ("method", "ch-method"), ("top_n", "ch-top-n"),
                           ("select", "ch-select")):
@@ -94,12 +95,12 @@ class _AttentionWidget:
                     self._refresh_widget()
 
         bv_button.on_click(on_bertviz)
-        for name in ("cell_type", "cell", "gene", "layer", "head", "method", "top_n", "select"):
+        for name in ("cell_type", "cell", "gene", "attn_layer", "head", "method", "top_n", "select"):
             w[name].observe(self._on_control(name), names="value")
         wrap = lay(flex_flow="row wrap")
         controls = W.VBox([
             W.HBox([w["cell_type"], w["cell"], w["gene"]], layout=wrap),
-            W.HBox([w["layer"], w["head"], w["top_n"]], layout=wrap),
+            W.HBox([w["attn_layer"], w["head"], w["top_n"]], layout=wrap),
             W.HBox([w["method"], w["select"]], layout=wrap),
         ])
         right = W.VBox([W.HTML("<b>strongest pairs</b> (&#9733; = planted edge)"),
@@ -133,7 +134,7 @@ class _AttentionWidget:
                                               f"{self.cells.label(s['cell'], self.cell_type_key)}"),
                                              s["cell"])]
             w["cell"].value = s["cell"]
-            w["layer"].value = s["layer"]
+            w["attn_layer"].value = s["attn_layer"]
             w["head"].value = s["head"]
             w["method"].value = s["method"]
             w["select"].value = s["select"]

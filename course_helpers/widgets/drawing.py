@@ -105,7 +105,7 @@ def attention_overview_figure(view: dict, state: dict, grids: dict, share_col: s
     fig = plotting.figure(figsize=(side + 4.6, max(side, 6.2)))
     gs = fig.add_gridspec(2, 2, width_ratios=[side, 4.2])
     _draw_heatmap(view, state["method"], fig.add_subplot(gs[:, 0]), view["title"])
-    sel = (None if state["layer"] == "all" else state["layer"],
+    sel = (None if state["attn_layer"] == "all" else state["attn_layer"],
            None if state["head"] == "mean" else state["head"])
     plotting.layer_head_grid(grids["entropy"], ax=fig.add_subplot(gs[0, 1]), selected=sel,
                              title="entropy of attention (nats; this cell)",

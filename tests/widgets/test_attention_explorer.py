@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from course_helpers import attention as att
-from course_helpers._utils import CourseInputError
+from course_helpers._utils import CourseDeprecationWarning, CourseInputError
 from course_helpers.widgets import AttentionExplorer
 
 HERE = Path(__file__).resolve().parent
@@ -232,7 +232,7 @@ def test_widget_updates_and_latency(setup, explorer, capsys):
     times = []
     for layer in (1, 0, "all", 1):
         t0 = time.perf_counter()
-        ex._w["layer"].value = layer
+        ex._w["attn_layer"].value = layer
         times.append(time.perf_counter() - t0)
     assert "layer 1" in ex._title_w.value and ex._title_w.value != before_title
     assert ex._heat_w.value != before_png
@@ -314,3 +314,23 @@ def test_v1_fixture_model(perturb_fixture_dir, v1_dir):
     print(f"\n[bench] V1 fixture ({len(ids)} genes): set + figure {time.perf_counter() - t0:.3f} s")
     ex.set(cell_type="CD14+ Monocyte")
     assert cells.loc[ex.state["cell"], "cell_type"] == "CD14+ Monocyte"
+
+
+def test_old_layer_keyword_warns_and_gives_same_result(setup):
+    """``layer=`` is the old name of ``attn_layer=`` (constructor, set, figure methods)."""
+    new = AttentionExplorer(setup.model, setup.dataset, top_n=6, attn_layer=1, head=0)
+    with pytest.warns(CourseDeprecationWarning, match=r"\(layer=\.\.\.\) is now .*attn_layer="):
+        old = AttentionExplorer(setup.model, setup.dataset, top_n=6, layer=1, head=0)
+    assert old.state == new.state and old.state["attn_layer"] == 1
+    np.testing.assert_array_equal(old.data()["heatmap"], new.data()["heatmap"])
+    with pytest.warns(CourseDeprecationWarning, match=r"AttentionExplorer.set\(layer="):
+        old.set(layer=0)
+    assert old.state == new.set(attn_layer=0).state
+    np.testing.assert_array_equal(old.data()["heatmap"], new.data()["heatmap"])
+    with pytest.warns(CourseDeprecationWarning, match=r"AttentionExplorer.figure\(layer="):
+        old.figure(layer="all")
+    with pytest.warns(CourseDeprecationWarning, match=r"heatmap_figure\(layer="):
+        old.heatmap_figure(layer="all")
+    assert old.state["attn_layer"] == "all"
+    with pytest.raises(CourseInputError, match="both layer= and attn_layer="):
+        old.set(layer=0, attn_layer=1)

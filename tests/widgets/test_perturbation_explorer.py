@@ -197,3 +197,8 @@ def test_perturbation_with_precomputed_embeddings(setup):
                                goal_state="healthy", genes=["GATA4"], n_cells=2, n_random=0,
                                state_embs={"healthy": ref["healthy"]})
     assert bad.data()["effects"].empty and "state_embs has no vector" in bad.message
+
+
+def test_goal_state_is_keyword_only(setup):
+    with pytest.raises(TypeError):
+        PerturbationExplorer(setup.model, setup.dataset, "state", "diseased", "healthy")
