@@ -24,24 +24,24 @@ False
 """
 from __future__ import annotations
 
-from .ch01_foundations import (  # noqa: F401
+from .ch01_foundations import (
     check_attention,
     check_masked_prediction,
     check_rank_value_encoding,
     reference_attention,
     reference_rank_value_encoding,
 )
-from .ch02_data_preparation import (  # noqa: F401
+from .ch02_data_preparation import (
     check_qc_mask,
     check_symbol_mapping,
     check_truncation_fraction,
 )
-from .ch03_first_network import (  # noqa: F401
+from .ch03_first_network import (
     check_best_head,
     check_epr_matrix,
     check_top_target,
 )
-from .ch04_transfer_learning import (  # noqa: F401
+from .ch04_transfer_learning import (
     check_donor_accuracy,
     check_pooled_auc,
     check_trainable_parameters,
@@ -49,14 +49,14 @@ from .ch04_transfer_learning import (  # noqa: F401
     reference_pooled_auc,
     reference_trainable_parameters,
 )
-from .ch05_troubleshooting import (  # noqa: F401
+from .ch05_troubleshooting import (
     check_attention_batch_size,
     check_fixed_tokenization,
     check_padding_fraction,
     check_partial_correlation,
     reference_partial_correlation,
 )
-from .ch06_comparison import (  # noqa: F401
+from .ch06_comparison import (
     check_best_method,
     check_decoy_hits,
     check_epr,
@@ -68,7 +68,7 @@ from .ch06_comparison import (  # noqa: F401
     reference_ora_pvalue,
     reference_program_module,
 )
-from .ch07_case_study import (  # noqa: F401
+from .ch07_case_study import (
     check_de_rank,
     check_significant_genes,
     check_synergy,
