@@ -35,13 +35,15 @@ Files
 
 Examples
 --------
->>> from course_helpers.model import load_model                             # doctest: +SKIP
->>> model = load_model("teaching", output_attentions=True)                  # doctest: +SKIP
->>> ex = AttentionExplorer(model, dataset, ground_truth=load_ground_truth())  # doctest: +SKIP
->>> ex                      # live widget in JupyterLab                     # doctest: +SKIP
->>> ex.set(cell=3, attn_layer=1, head="mean", method="norm", top_n=15)            # doctest: +SKIP
->>> ex.data()["pairs"].head()                                              # doctest: +SKIP
->>> ex.figure()             # static matplotlib figure                      # doctest: +SKIP
+>>> from course_helpers.data import load_ground_truth
+>>> from course_helpers.model import load_model
+>>> model = load_model("teaching")
+>>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3"])
+>>> ex = AttentionExplorer(model, [ids, ids[::-1]], ground_truth=load_ground_truth(), top_n=4)
+>>> ex.set(cell=1, attn_layer=1, head="mean", method="norm").data()["heatmap"].shape
+(4, 4)
+>>> ex.show(static=True)  # a notebook shows the live widget for ``ex`` on a cell's last line
+Figure(...)
 """
 from .attention_explorer import AttentionExplorer
 from .perturbation_explorer import PerturbationExplorer

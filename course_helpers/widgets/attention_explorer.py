@@ -109,12 +109,29 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
 
     Examples
     --------
-    >>> ex = AttentionExplorer(model, dataset, ground_truth=truth)              # doctest: +SKIP
-    >>> ex.set(cell=3, attn_layer=1, head="mean", method="norm", top_n=15)           # doctest: +SKIP
-    >>> d = ex.data(); d["heatmap"].shape                                      # doctest: +SKIP
-    (15, 15)
-    >>> d["pairs"].query("planted_edge")                                       # doctest: +SKIP
-    >>> fig = ex.figure()                                                      # doctest: +SKIP
+    Two cells of six genes (in rank order) on the teaching model; in a chapter, pass the
+    tokenized tissue instead.
+
+    >>> from course_helpers.data import load_ground_truth
+    >>> from course_helpers.model import load_model
+    >>> model = load_model("teaching")
+    >>> genes = ["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"]
+    >>> ids = model.gene_vocab.tokens(genes)
+    >>> cells = {"input_ids": [ids, ids[::-1]], "cell_id": ["c0", "c1"]}
+    >>> ex = AttentionExplorer(model, cells, ground_truth=load_ground_truth(), top_n=5)
+    >>> ex
+    AttentionExplorer(2 cells, 4 layers x 4 heads; cell=0, attn_layer=all, head=mean,
+    method='weight', top_n=5)
+    >>> d = ex.set(cell="c1", attn_layer=1, method="norm").data()
+    >>> d["heatmap"].shape, list(d["heatmap"].index) == genes[::-1][:5]
+    ((5, 5), True)
+    >>> ex.title
+    'c1 · layer 1 · head mean · norm-based'
+    >>> d["pairs"][["query", "key", "planted_edge"]].shape
+    (15, 3)
+    >>> fig = ex.figure()  # the static figure (what the book shows where no kernel runs)
+    >>> ex.message
+    ''
     """
 
     _controls = ("cell", "cell_type", "attn_layer", "head", "method", "top_n", "gene", "select",
@@ -234,9 +251,19 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
 
         Examples
         --------
-        >>> ex.set(cell=3, attn_layer=1, head="mean", method="norm", top_n=15)    # doctest: +SKIP
-        >>> ex.set(gene="NOTAGENE").message                                 # doctest: +SKIP
-        "Gene 'NOTAGENE' is not in the model's vocabulary. ..."
+        >>> from course_helpers.model import load_model
+        >>> model = load_model("teaching")
+        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
+        >>> ex = AttentionExplorer(model, [ids, ids[::-1]], top_n=4)
+        >>> ex.set(cell=1, attn_layer=1, head="mean", method="norm", top_n=3).state["attn_layer"]
+        1
+        >>> print(ex.set(gene="NOTAGENE").message)
+        Gene 'NOTAGENE' is not in the model's vocabulary, so it cannot be looked up...
+        >>> print(ex.set(gene="", top_n=0).message)  # the old value stays
+        top_n=0 selects nothing (empty selection). Fix: choose at least 1 (2 or more genes
+        make a useful heatmap).
+        >>> ex.state["top_n"]
+        3
         """
         self._check_names(controls)
         msgs: list[str] = []
@@ -313,6 +340,16 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         the cell's rank order), ``tokens`` the G token ids; G = the cell's genes (at most
         ``max_genes``).  Computed by :func:`course_helpers.attention.aggregate_attention` on
         this one cell and cached.
+
+        Examples
+        --------
+        >>> from course_helpers.model import load_model
+        >>> model = load_model("teaching")
+        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
+        >>> ex = AttentionExplorer(model, [ids, ids[::-1]], top_n=4)
+        >>> maps, tokens = ex.cell_maps(cell=1)
+        >>> maps.shape, tokens.tolist() == ids[::-1]
+        ((4, 4, 6, 6), True)
         """
         from .. import attention as _att
 
@@ -338,7 +375,18 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         return out
 
     def cell_summary(self, cell: int | None = None) -> pd.DataFrame:
-        """Per layer/head statistics of one cell (:func:`course_helpers.attention.head_summary`)."""
+        """Per layer/head statistics of one cell (:func:`course_helpers.attention.head_summary`).
+
+        Examples
+        --------
+        >>> from course_helpers.model import load_model
+        >>> model = load_model("teaching")
+        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
+        >>> ex = AttentionExplorer(model, [ids, ids[::-1]], top_n=4)
+        >>> summ = ex.cell_summary()
+        >>> len(summ), {"layer", "head", "entropy"} <= set(summ.columns)
+        (16, True)
+        """
         from .. import attention as _att
 
         cell = self._state["cell"] if cell is None else self._cell_index(cell)
@@ -469,6 +517,18 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
             searched gene, with ``planted_edge``), ``summary`` (one row per layer/head:
             entropy, TF share, ... for this cell; weight-based) and ``genes`` (the genes in the
             heatmap).
+
+        Examples
+        --------
+        >>> from course_helpers.model import load_model
+        >>> model = load_model("teaching")
+        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
+        >>> ex = AttentionExplorer(model, [ids, ids[::-1]], top_n=4)
+        >>> d = ex.data()
+        >>> sorted(d), d["heatmap"].shape
+        (['genes', 'heatmap', 'pairs', 'summary'], (4, 4))
+        >>> d["genes"]["gene"].tolist()
+        ['GATA4', 'MYH6', 'TNNT2', 'MYBPC3']
         """
         v = self._compute()
         return {"heatmap": v["heatmap"].copy(), "pairs": v["pairs"].copy(),
@@ -476,7 +536,17 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
 
     @property
     def title(self) -> str:
-        """Title of the current heatmap."""
+        """Title of the current heatmap.
+
+        Examples
+        --------
+        >>> from course_helpers.model import load_model
+        >>> model = load_model("teaching")
+        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
+        >>> ex = AttentionExplorer(model, [ids, ids[::-1]], top_n=4)
+        >>> ex.set(attn_layer=0, head=2).title
+        'cell 0 · layer 0 · head 2 · weight-based'
+        """
         return self._title()
 
     # -- figures ---------------------------------------------------------------------------
@@ -494,10 +564,21 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
 
     @renamed_parameters(layer="attn_layer")
     def heatmap_figure(self, title: bool = True, **controls):
-        """Only the heatmap of the current (or given) controls, as a matplotlib Figure."""
+        """Only the heatmap of the current (or given) controls, as a matplotlib Figure.
+
+        Examples
+        --------
+        >>> from course_helpers.model import load_model
+        >>> model = load_model("teaching")
+        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
+        >>> ex = AttentionExplorer(model, [ids, ids[::-1]], top_n=4)
+        >>> fig = ex.heatmap_figure(attn_layer=1)
+        >>> fig.axes[0].get_title()
+        'cell 0 · layer 1 · head mean · weight-based'
+        """
         if controls:
             self.set(**controls)
-        return drawing.attention_heatmap_figure(self._compute(), self._state["method"],
+        return drawing._attention_heatmap_figure(self._compute(), self._state["method"],
                                                 title=title)
 
     @renamed_parameters(layer="attn_layer")
@@ -506,11 +587,21 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
 
         Keyword arguments are passed to :meth:`set` first.  Returns a
         ``matplotlib.figure.Figure`` (shown by the book where no kernel runs).
+
+        Examples
+        --------
+        >>> from course_helpers.model import load_model
+        >>> model = load_model("teaching")
+        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
+        >>> ex = AttentionExplorer(model, [ids, ids[::-1]], top_n=4)
+        >>> fig = ex.figure(attn_layer=0, head=1)
+        >>> [a.get_title() for a in fig.axes][0]
+        'cell 0 · layer 0 · head 1 · weight-based'
         """
         v, failed = self._view_or_figure(controls)
         if failed is not None:
             return failed
-        return drawing.attention_overview_figure(v, self._state, self._grids(), self._share_col(),
+        return drawing._attention_overview_figure(v, self._state, self._grids(), self._share_col(),
                                                  self.message)
 
     @renamed_parameters(layer="attn_layer")
@@ -520,6 +611,16 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         Returns an ``IPython.display.HTML`` (bertviz draws with JavaScript in the notebook).
         The maps are the current method's (weight- or norm-based) among the top genes; rows are
         not renormalised after the restriction.
+
+        Examples
+        --------
+        >>> from course_helpers.model import load_model
+        >>> model = load_model("teaching")
+        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
+        >>> ex = AttentionExplorer(model, [ids], top_n=4)
+        >>> html = ex.bertviz("head").data  # drawn by JavaScript in the notebook
+        >>> all(g in html for g in ["GATA4", "MYH6", "TNNT2", "MYBPC3"])
+        True
         """
         import torch
         from bertviz import head_view, model_view

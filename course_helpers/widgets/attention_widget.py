@@ -153,12 +153,12 @@ class _AttentionWidget:
             v = self._compute()
         except CourseInputError as err:
             self._messages = [str(err)]
-            self._msg_w.value = drawing.message_html(self.message)
+            self._msg_w.value = drawing._message_html(self.message)
             return
         self._w["gene"].options = tuple(sorted(set(v["symbols"])))[:3000]
         self._title_w.value = f"<b>{html.escape(v['title'])}</b>"
         self._heat_w.value = plotting.figure_to_png(self.heatmap_figure(title=False), dpi=90)
-        self._pairs_w.value = drawing.html_table(
+        self._pairs_w.value = drawing._html_table(
             v["pairs"][["query", "key", "attention", "planted_edge", "edge_direction"]]
             .rename(columns={"planted_edge": "edge", "edge_direction": "direction"}),
             max_rows=self._state["n_pairs"])
@@ -172,9 +172,9 @@ class _AttentionWidget:
                     pngs.popitem(last=False)
             self._summary_w.value = pngs[skey]
             self._summary_key = skey
-        self._msg_w.value = drawing.message_html(self.message)
+        self._msg_w.value = drawing._message_html(self.message)
         self.last_redraw_s = time.perf_counter() - t0
         self._timing_w.value = f"<small>redrawn in {self.last_redraw_s:.2f} s</small>"
 
     def _summary_figure(self):
-        return drawing.attention_summary_figure(self._grids(), self._share_col(), self.n_layers)
+        return drawing._attention_summary_figure(self._grids(), self._share_col(), self.n_layers)

@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import plotting
 from .._utils import CourseInputError
-from .static import mime_bundle, static_png, wants_static
+from .static import _mime_bundle, _static_png, _wants_static
 
 
 def _whole_number(key: str, value) -> int:
@@ -92,16 +92,29 @@ class _Explorer:
         raise NotImplementedError
 
     def _static_png(self) -> bytes | None:
-        return static_png(self.figure)
+        return _static_png(self.figure)
 
     def show(self, static: bool | None = None):
         """Display the explorer: live widget, or (``static=True``) the static figure only.
 
-        ``static=None`` follows the environment variable ``COURSE_STATIC_WIDGETS``.
+        ``static=None`` follows the environment variable ``COURSE_STATIC_WIDGETS``; otherwise
+        the live widget is shown together with a PNG of the current view (pages without a
+        kernel show the PNG).
+
+        Examples
+        --------
+        >>> from course_helpers.model import load_model
+        >>> from course_helpers.widgets import AttentionExplorer
+        >>> model = load_model("teaching")
+        >>> ex = AttentionExplorer(model, [model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2"])])
+        >>> ex.show(static=True)
+        Figure(...)
+        >>> type(ex.widget).__name__  # the ipywidgets view that show() displays live
+        'VBox'
         """
         from IPython.display import display
 
-        if wants_static(static):
+        if _wants_static(static):
             display(self.figure())
             return
         try:
@@ -111,7 +124,7 @@ class _Explorer:
             self.last_error = f"{type(err).__name__}: {err}"
             wb = None
         png = self._static_png() if (self.static_fallback or not wb) else None
-        display(mime_bundle(repr(self), wb, png), raw=True)
+        display(_mime_bundle(repr(self), wb, png), raw=True)
 
     def _ipython_display_(self):
         self.show()

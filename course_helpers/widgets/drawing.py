@@ -6,11 +6,11 @@ the plot primitives of :mod:`course_helpers.plotting`; nothing here computes an 
 Examples
 --------
 >>> import pandas as pd
->>> "<table" in html_table(pd.DataFrame({"gene": ["GATA4"], "effect": [0.123456]}))
+>>> "<table" in _html_table(pd.DataFrame({"gene": ["GATA4"], "effect": [0.123456]}))
 True
->>> html_table(pd.DataFrame())
+>>> _html_table(pd.DataFrame())
 '<i>nothing to show</i>'
->>> "ok" in message_html(""), "&#9888;" in message_html("careful")
+>>> "ok" in _message_html(""), "&#9888;" in _message_html("careful")
 (True, True)
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from .. import plotting
 # --------------------------------------------------------------------------------------------
 # HTML pieces of the live widgets
 # --------------------------------------------------------------------------------------------
-def html_table(df: pd.DataFrame, *, max_rows: int = 30, css_class: str = "ch-table") -> str:
+def _html_table(df: pd.DataFrame, *, max_rows: int = 30, css_class: str = "ch-table") -> str:
     """A compact HTML table (floats to 4 significant digits, ``True`` as a star)."""
     if df is None or df.empty:
         return "<i>nothing to show</i>"
@@ -43,7 +43,7 @@ def html_table(df: pd.DataFrame, *, max_rows: int = 30, css_class: str = "ch-tab
     return style + body
 
 
-def message_html(text: str) -> str:
+def _message_html(text: str) -> str:
     """The widget's message line: a green tick when ``text`` is empty, else a warning box."""
     if not text:
         return "<span style='color:#2e7d32'>&#10003; ok</span>"
@@ -67,7 +67,7 @@ def _draw_heatmap(view: dict, method: str, ax, title) -> None:
                                cbar_label=f"attention ({method}-based)")
 
 
-def attention_heatmap_figure(view: dict, method: str, *, title: bool = True):
+def _attention_heatmap_figure(view: dict, method: str, *, title: bool = True):
     """Only the heatmap of an AttentionExplorer view, with fixed margins (fast redraws)."""
     n = len(view["sel"])
     # fixed margins (no layout engine): redraws stay fast in the live widget
@@ -94,7 +94,7 @@ def _share_panel(share_col: str) -> tuple[str, str]:
     return "attention to itself (no TF list)", "self share"
 
 
-def attention_overview_figure(view: dict, state: dict, grids: dict, share_col: str,
+def _attention_overview_figure(view: dict, state: dict, grids: dict, share_col: str,
                               message: str = ""):
     """Heatmap + layer x head grids (entropy and TF/self share) of an AttentionExplorer view.
 
@@ -117,7 +117,7 @@ def attention_overview_figure(view: dict, state: dict, grids: dict, share_col: s
     return fig
 
 
-def attention_summary_figure(grids: dict, share_col: str, n_layers: int):
+def _attention_summary_figure(grids: dict, share_col: str, n_layers: int):
     """The widget's small layer x head panel pair (entropy, TF/self share) of one cell."""
     fig = plotting.figure(figsize=(7.5, 2.2 + 0.35 * n_layers), layout=None)  # fast
     fig.subplots_adjust(left=0.08, right=0.97, bottom=0.2, top=0.86, wspace=0.35)
@@ -150,7 +150,7 @@ def _summary_table(ax, summ: pd.DataFrame) -> None:
             ha="center", fontsize=8, color="#555555", transform=ax.transAxes)
 
 
-def perturbation_figure(tables: dict, background, state: dict, *, effect_label: str,
+def _perturbation_figure(tables: dict, background, state: dict, *, effect_label: str,
                         background_groups: np.ndarray, n_rows: int, min_cells: int = 1):
     """The PerturbationExplorer's 2 x 2 panels.
 

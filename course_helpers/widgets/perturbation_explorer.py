@@ -91,11 +91,26 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
 
     Examples
     --------
-    >>> ex = PerturbationExplorer(model, dataset, "state", start_state="diseased",
-    ...                           goal_state="healthy", genes=["NFATC4"])    # doctest: +SKIP
-    >>> ex.data()["summary"]                                               # doctest: +SKIP
-    >>> ex.set(genes=["GATA4", "TBX5"]).data()["synergy"]                   # doctest: +SKIP
-    >>> ex.figure()                                                        # doctest: +SKIP
+    Four cells of six genes (in rank order) on the teaching model; in a chapter, pass the
+    tokenized tissue instead.
+
+    >>> from course_helpers.model import load_model
+    >>> model = load_model("teaching")
+    >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
+    >>> cells = {"input_ids": [ids, ids[::-1], ids[1:] + ids[:1], ids[2:] + ids[:2]],
+    ...          "state": ["healthy", "healthy", "diseased", "diseased"]}
+    >>> ex = PerturbationExplorer(model, cells, "state", start_state="diseased",
+    ...                           goal_state="healthy", genes=["GATA4"], n_cells=2, n_random=0)
+    >>> d = ex.data()
+    >>> d["summary"][["gene", "n_cells"]]
+        gene  n_cells
+    0  GATA4        2
+    >>> d["effects"]["effect"].equals(d["effects"]["shift"])  # shift towards 'healthy'
+    True
+
+    With two genes, ``data()["synergy"]`` compares them together with each alone;
+    ``n_random=`` random genes in the same cells give the comparison ``data()["null"]``.
+    >>> fig = ex.figure()  # the static figure (what the book shows where no kernel runs)
     """
 
     _controls = ("genes", "perturb_type", "cells", "goal_state", "n_cells", "n_random", "seed")
@@ -190,6 +205,24 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
             Random genes perturbed in the same cells for comparison (0 = none).
         seed
             Seed of the cell and random-gene choices.
+
+        Examples
+        --------
+        >>> from course_helpers.model import load_model
+        >>> model = load_model("teaching")
+        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
+        >>> cells = {"input_ids": [ids, ids[::-1], ids[1:] + ids[:1], ids[2:] + ids[:2]],
+        ...          "state": ["healthy", "healthy", "diseased", "diseased"]}
+        >>> ex = PerturbationExplorer(model, cells, "state", start_state="diseased",
+        ...                           genes=["GATA4"], n_cells=2, n_random=0)
+        >>> ex.set(genes="GATA4 + NOTAGENE", perturb_type="overexpress").state["genes"]
+        ['GATA4']
+        >>> print(ex.message)
+        Not in the model's vocabulary, ignored: NOTAGENE...
+        >>> print(ex.set(cells="nowhere").message)  # the old value stays
+        No cells with state == 'nowhere'. States: healthy, diseased.
+        >>> ex.state["cells"]
+        'diseased'
         """
         self._check_names(controls)
         msgs: list[str] = []
@@ -253,7 +286,20 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
         raise AssertionError(key)  # pragma: no cover
 
     def gene_options(self) -> list[str]:
-        """Symbols of the genes present in the cells (most frequent first; for autocomplete)."""
+        """Symbols of the genes present in the cells (most frequent first; for autocomplete).
+
+        Examples
+        --------
+        >>> from course_helpers.model import load_model
+        >>> model = load_model("teaching")
+        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
+        >>> cells = {"input_ids": [ids, ids[::-1], ids[1:] + ids[:1], ids[2:] + ids[:2]],
+        ...          "state": ["healthy", "healthy", "diseased", "diseased"]}
+        >>> ex = PerturbationExplorer(model, cells, "state", start_state="diseased",
+        ...                           genes=["GATA4"], n_cells=2, n_random=0)
+        >>> sorted(ex.gene_options())
+        ['GATA4', 'HAND2', 'MYBPC3', 'MYH6', 'TNNI3', 'TNNT2']
+        """
         if self._gene_options is None:
             ids = self.cells.all_ids()
             flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
@@ -540,6 +586,23 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
             coordinates of the perturbed cells before/after, all chosen genes together) and
             ``synergy`` (two genes: each alone, together and the additive expectation).
             Empty DataFrames where there is nothing to show (see :attr:`message`).
+
+        Examples
+        --------
+        >>> from course_helpers.model import load_model
+        >>> model = load_model("teaching")
+        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
+        >>> cells = {"input_ids": [ids, ids[::-1], ids[1:] + ids[:1], ids[2:] + ids[:2]],
+        ...          "state": ["healthy", "healthy", "diseased", "diseased"]}
+        >>> ex = PerturbationExplorer(model, cells, "state", start_state="diseased",
+        ...                           genes=["GATA4"], n_cells=2, n_random=0)
+        >>> d = ex.data()
+        >>> sorted(d)
+        ['effects', 'map', 'moved_genes', 'null', 'summary', 'synergy']
+        >>> len(d["effects"]), d["null"].empty, d["synergy"].empty
+        (2, True, True)
+        >>> d["map"].columns.tolist()[:4]
+        ['row', 'cell_id', 'pc1_before', 'pc2_before']
         """
         try:
             v = self._compute()
@@ -554,6 +617,19 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
         """Static rendering of the current view as a matplotlib Figure (2 x 2 panels).
 
         Keyword arguments are passed to :meth:`set` first.
+
+        Examples
+        --------
+        >>> from course_helpers.model import load_model
+        >>> model = load_model("teaching")
+        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
+        >>> cells = {"input_ids": [ids, ids[::-1], ids[1:] + ids[:1], ids[2:] + ids[:2]],
+        ...          "state": ["healthy", "healthy", "diseased", "diseased"]}
+        >>> ex = PerturbationExplorer(model, cells, "state", start_state="diseased",
+        ...                           genes=["GATA4"], n_cells=2, n_random=0)
+        >>> fig = ex.figure(perturb_type="overexpress")
+        >>> fig.get_suptitle()
+        "overexpress GATA4 in 2 cell(s) of 'diseased'"
         """
         v, failed = self._view_or_figure(controls)
         if failed is not None:
@@ -563,7 +639,7 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
             return plotting.message_figure(self.message or "Nothing to show.",
                                            title="PerturbationExplorer")
         bg_rows, _xy = v["background"]
-        return drawing.perturbation_figure(
+        return drawing._perturbation_figure(
             t, v["background"], self._state, effect_label=self._effect_label(),
             background_groups=self._states_col[bg_rows], n_rows=len(v["rows"]),
             min_cells=int(t["moved_genes"].attrs.get("min_cells", 1)))

@@ -62,8 +62,8 @@ class _PerturbationWidget:
                 w["gene_box"].value = ""
             finally:
                 self._syncing = False
-            self._msg_w.value = drawing.message_html("\n".join(self._messages)) if self._messages \
-                else drawing.message_html("Genes changed: press Run.")
+            self._msg_w.value = drawing._message_html("\n".join(self._messages)) if self._messages \
+                else drawing._message_html("Genes changed: press Run.")
 
         w["gene_box"].observe(add_gene, names="value")
 
@@ -75,7 +75,7 @@ class _PerturbationWidget:
                 if name == "goal_state" and val == "(none)":
                     val = None
                 self._safe(self.set, **{name: val})
-                self._msg_w.value = drawing.message_html("\n".join(self._messages)
+                self._msg_w.value = drawing._message_html("\n".join(self._messages)
                                                   or "Controls changed: press Run.")
             return handler
 
@@ -101,7 +101,7 @@ class _PerturbationWidget:
         if fig is not None:
             self._fig_w.value = plotting.figure_to_png(fig, dpi=75)
         summ = self.data()["summary"] if self._state["genes"] else pd.DataFrame()
-        self._table_w.value = drawing.html_table(summ) if not summ.empty else ""
-        self._msg_w.value = drawing.message_html(self.message)
+        self._table_w.value = drawing._html_table(summ) if not summ.empty else ""
+        self._msg_w.value = drawing._message_html(self.message)
         self.last_redraw_s = time.perf_counter() - t0
         self._status_w.value = f"<small>done in {self.last_redraw_s:.1f} s</small>"

@@ -6,12 +6,12 @@ the book build).
 
 Examples
 --------
->>> wants_static(True), wants_static(False)
+>>> _wants_static(True), _wants_static(False)
 (True, False)
 >>> import os
->>> os.environ[STATIC_ENV] = "1"; wants_static(None)
+>>> os.environ[STATIC_ENV] = "1"; _wants_static(None)
 True
->>> del os.environ[STATIC_ENV]; wants_static(None)
+>>> del os.environ[STATIC_ENV]; _wants_static(None)
 False
 """
 from __future__ import annotations
@@ -26,14 +26,14 @@ from .. import plotting
 STATIC_ENV = "COURSE_STATIC_WIDGETS"
 
 
-def wants_static(static: bool | None) -> bool:
+def _wants_static(static: bool | None) -> bool:
     """``static`` if given, else whether :data:`STATIC_ENV` asks for static figures."""
     if static is None:
         return os.environ.get(STATIC_ENV, "").strip().lower() in {"1", "true", "yes"}
     return bool(static)
 
 
-def static_png(make_figure) -> bytes | None:
+def _static_png(make_figure) -> bytes | None:
     """PNG bytes of ``make_figure()``, or ``None`` if drawing fails (display must not break)."""
     try:
         return plotting.figure_to_png(make_figure(), dpi=80)
@@ -41,7 +41,7 @@ def static_png(make_figure) -> bytes | None:
         return None
 
 
-def mime_bundle(text: str, widget_bundle: dict | None, png: bytes | None) -> dict:
+def _mime_bundle(text: str, widget_bundle: dict | None, png: bytes | None) -> dict:
     """What ``display(..., raw=True)`` shows: text, the widget view and/or the static PNG."""
     bundle = {"text/plain": text}
     if widget_bundle:
