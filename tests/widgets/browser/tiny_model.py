@@ -7,7 +7,7 @@ planted "ground truth" (TF -> target edges). The browser-test notebook imports i
 Examples
 --------
 >>> model, dataset, truth = make_tiny()
->>> model.config.num_hidden_layers, len(dataset), "GATA4" in truth.tfs
+>>> model.config.num_hidden_layers, len(dataset), "ENSG00000136574" in truth.tfs  # GATA4
 (2, 16, True)
 """
 from __future__ import annotations
