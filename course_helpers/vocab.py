@@ -22,6 +22,7 @@ Examples
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 import math
@@ -44,6 +45,7 @@ __all__ = [
     "V2_HUB_FILES",
     "GeneVocab",
     "check_not_lfs_pointer",
+    "close_matches",
     "hub_download",
     "safe_load_pickle",
 ]
@@ -153,7 +155,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def check_not_lfs_pointer(path, what: str = "file") -> None:
-    """Raise :class:`CourseInputError` if ``path`` is a git-lfs pointer instead of real data.
+    r"""Raise :class:`CourseInputError` if ``path`` is a git-lfs pointer instead of real data.
 
     A clone of the Geneformer repository made without git-lfs holds small text files whose first
     line is ``version https://git-lfs.github.com/spec/v1`` in place of every ``.pkl`` and weight
@@ -346,6 +348,59 @@ def _looks_ensembl(s: str) -> bool:
 def _strip_version(s: str) -> str:
     m = _VERSIONED_RE.match(s)
     return m.group(1) if m else s
+
+
+# --------------------------------------------------------------------------------------------
+# Fuzzy name matching (the ONE rule for "did you mean ...?")
+# --------------------------------------------------------------------------------------------
+#: Smallest :func:`difflib.SequenceMatcher` ratio (on upper-cased names) of a suggestion.
+SUGGEST_CUTOFF = 0.6
+
+
+def close_matches(word, choices, n: int = 4) -> list[str]:
+    """Names from ``choices`` that ``word`` probably meant, best first (at most ``n``).
+
+    The one fuzzy rule of the course (gene names, cell types, states): first a match that differs
+    only in case, then the closest names by :func:`difflib.get_close_matches` on upper-cased
+    text (ratio >= :data:`SUGGEST_CUTOFF`), then names that start with ``word`` (when it has at
+    least three characters: completions of a partly typed name).
+
+    Parameters
+    ----------
+    word
+        What was typed.
+    choices
+        The valid names.
+    n
+        At most this many suggestions.
+
+    Returns
+    -------
+    list of str
+        Unique names from ``choices`` (their own spelling); empty if nothing is close.
+
+    Examples
+    --------
+    >>> close_matches("fibroblst", ["fibroblast", "endothelial", "cardiomyocyte"])
+    ['fibroblast']
+    >>> close_matches("cd79ax", ["CD79A", "CD79B", "TP53"])
+    ['CD79A', 'CD79B']
+    >>> close_matches("XYZ", ["CD79A"])
+    []
+    """
+    word = str(word)
+    n = int(n)
+    if n < 1 or not word:
+        return []
+    up: dict[str, str] = {}
+    for c in choices:
+        up.setdefault(str(c).upper(), str(c))
+    key = word.upper()
+    out = [up[key]] if key in up and up[key] != word else []
+    out += [up[m] for m in difflib.get_close_matches(key, list(up), n=n + 1, cutoff=SUGGEST_CUTOFF)]
+    if len(word) >= 3:
+        out += [c for u, c in up.items() if u.startswith(key)][:n + 1]
+    return [c for c in dict.fromkeys(out) if c != word][:n]
 
 
 # --------------------------------------------------------------------------------------------
@@ -613,6 +668,154 @@ class GeneVocab:
                 "pick genes that the model knows (see vocab.genes)."
             )
         return out
+
+    def _names(self, ensembl: bool) -> list[str]:
+        """Gene symbols (``ensembl=False``) or Ensembl IDs of the gene tokens (cached)."""
+        cache = self.__dict__.setdefault("_name_cache", {})
+        if ensembl not in cache:
+            if ensembl:
+                cache[ensembl] = self.genes
+            else:
+                cache[ensembl] = [s for s, e in self.symbol_to_id.items()
+                                  if e in self.token_to_id and not self._is_special(e)]
+        return cache[ensembl]
+
+    def suggest(self, name, n: int = 4) -> list[str]:
+        """Gene names of this vocabulary that ``name`` probably meant (the "did you mean" list).
+
+        Symbols are compared with symbols and Ensembl IDs with Ensembl IDs, by
+        :func:`close_matches` (the course's one fuzzy rule).
+
+        Parameters
+        ----------
+        name
+            A gene symbol or Ensembl ID that was not found.
+        n
+            At most this many suggestions.
+
+        Returns
+        -------
+        list of str
+
+        Examples
+        --------
+        >>> vocab = GeneVocab.teaching()
+        >>> vocab.suggest("VWFX")
+        ['VWF']
+        >>> vocab.suggest("gata3")
+        ['GATA3', 'GATA4', 'SPATA13', 'GGA3']
+        """
+        name = str(name)
+        ensembl = _looks_ensembl(_strip_version(name)) or not self.symbol_to_id
+        return close_matches(name, self._names(ensembl), n)
+
+    def _token_of_name(self, name: str) -> int | None:
+        """Token id of a symbol or Ensembl ID: exact first, then upper case, then any case."""
+        e = self._resolve(name)
+        if e is None:
+            folded = self.__dict__.get("_casefold")
+            if folded is None:
+                folded = {}
+                for s, g in self.symbol_to_id.items():
+                    if g in self.token_to_id:
+                        folded.setdefault(s.casefold(), g)
+                self._casefold = folded
+            e = folded.get(name.casefold())
+        return None if e is None else self.token_to_id[e]
+
+    def resolve(self, genes, *, argname: str = "genes") -> list[int]:
+        """Token ids of genes given as symbols, Ensembl IDs or token ids (the one gene lookup).
+
+        Symbols match exactly first, then in any case (``"gata3"`` finds ``GATA3``); Ensembl IDs
+        may carry a version suffix (``.17``); integers are token ids. The result keeps the given
+        order and drops repeats. Special tokens (``<pad>``, ``<cls>`` ...) and ids the vocabulary
+        does not hold are refused; unknown names raise an error that suggests close names
+        (:meth:`suggest`).
+
+        Parameters
+        ----------
+        genes
+            One gene or a list of genes.
+        argname
+            Name of the argument the genes came from, for error messages.
+
+        Returns
+        -------
+        list of int
+
+        Raises
+        ------
+        CourseInputError
+            Empty input, unknown names ("did you mean ...?"), special or unknown token ids,
+            or items that are neither names nor ids.
+
+        Examples
+        --------
+        >>> vocab = GeneVocab.teaching()
+        >>> vocab.resolve(["VWF", "gata3", "ENSG00000110799.4", 5])
+        [439, 391, 5]
+        >>> vocab.resolve("VWFX")
+        Traceback (most recent call last):
+        ...
+        course_helpers._utils.CourseInputError: Unknown gene(s) in genes, ... 'VWFX': did you mean 'VWF'? ...
+        """
+        if isinstance(genes, (str, int, np.integer)):
+            genes = [genes]
+        try:
+            genes = list(genes)
+        except TypeError as err:
+            raise CourseInputError(
+                f"{argname} must be a gene or a list of gene symbols, Ensembl IDs or token ids, "
+                f"not {type(genes).__name__}."
+            ) from err
+        if not genes:
+            raise CourseInputError(
+                f"{argname} is empty. Fix: pass at least one gene symbol, Ensembl ID or token id."
+            )
+        specials = set(self.special_tokens.values())
+        tokens: list[int] = []
+        unknown: list[str] = []
+        bad_ids: list[int] = []
+        for g in genes:
+            if isinstance(g, (bool, np.bool_)):
+                raise CourseInputError(
+                    f"{argname} holds a boolean ({g!r}); pass gene names or token ids."
+                )
+            if isinstance(g, (int, np.integer)):
+                t = int(g)
+                (bad_ids if t not in self.id_to_token or t in specials else tokens).append(t)
+            elif isinstance(g, str):
+                t = self._token_of_name(g)
+                if t is None:
+                    unknown.append(g)
+                else:
+                    (bad_ids if t in specials else tokens).append(t)
+            else:
+                raise CourseInputError(
+                    f"{argname} holds {g!r} ({type(g).__name__}); pass gene symbols, Ensembl "
+                    "IDs or token ids."
+                )
+        if unknown:
+            hints = []
+            for g in unknown[:5]:
+                sugg = self.suggest(g)
+                if sugg:
+                    hints.append(f"{g!r}: did you mean {', '.join(map(repr, sugg))}?")
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise CourseInputError(
+                f"Unknown gene(s) in {argname}, not in the model's vocabulary: {unknown[:5]!r}"
+                f"{more} (vocabulary {self.name!r}).{' ' + ' '.join(hints) if hints else ''} "
+                "Fix: check the spelling (human symbols are upper case), use the Ensembl ID, or "
+                "pick genes the model knows (vocab.genes)."
+            )
+        if bad_ids:
+            raise CourseInputError(
+                f"Token id(s) {bad_ids[:5]} in {argname} are not gene tokens of this vocabulary "
+                f"(valid: {min(self.id_to_token)}..{max(self.id_to_token)}, excluding special "
+                f"tokens {sorted(specials)}). Fix: pass gene symbols or Ensembl IDs, or token "
+                "ids from model.gene_vocab."
+            )
+        return list(dict.fromkeys(tokens))
 
     def map_symbols(self, symbols: Iterable[str]) -> list[str | None]:
         """Map gene symbols to Ensembl IDs with the gene-name dictionary.
