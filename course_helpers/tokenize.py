@@ -401,7 +401,7 @@ def _resolve_vocab(vocab) -> GeneVocab:
         p = Path(vocab)
         if p.is_dir():  # a folder of V1 or V2 dictionaries (or a clone of the Hub repository)
             for version in ("V1", "V2"):
-                found = GeneVocab._from_folder(p, f"geneformer-{version.lower()}", version)
+                found = GeneVocab.from_folder(p, version)
                 if found is not None:
                     return found
             return GeneVocab.geneformer_v1(p)  # raises, naming the files it looked for
@@ -500,7 +500,7 @@ def _gene_ids(adata, gene_id_col, vocab: GeneVocab, map_symbols: bool) -> np.nda
 
 def _resolve_mapping(gene_mapping, vocab: GeneVocab) -> tuple[dict | None, str | None]:
     """(mapping restricted to vocabulary genes, its description) or (None, None)."""
-    from .vocab import _read_mapping
+    from .vocab import read_mapping
 
     if gene_mapping is None or gene_mapping is False:
         return None, None
@@ -519,7 +519,7 @@ def _resolve_mapping(gene_mapping, vocab: GeneVocab) -> tuple[dict | None, str |
             )
         return m, f"{vocab.name} Ensembl ID mapping dictionary"
     if isinstance(gene_mapping, (str, Path)):
-        raw = _read_mapping(gene_mapping, "mapping")
+        raw = read_mapping(gene_mapping, "mapping")
         desc = Path(gene_mapping).name
     elif isinstance(gene_mapping, dict):
         raw, desc = gene_mapping, "the dict passed as gene_mapping"

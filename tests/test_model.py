@@ -12,7 +12,6 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from course_helpers import model as cm
-from course_helpers import vocab as vocab_mod
 from course_helpers._utils import CourseInputError
 from course_helpers.model import (
     forward_memory_bytes,
@@ -23,6 +22,7 @@ from course_helpers.model import (
     pick_device,
     resolve_layer,
 )
+from course_helpers.vocab import hub as hub_mod
 
 V1_PKLS = {
     "token_dictionary_gc30M.pkl",
@@ -105,7 +105,7 @@ def test_hub_name_uses_pinned_download_and_hub_layout(hub_root, monkeypatch):
         calls.append((repo_id, revision, list(allow_patterns)))
         return hub_root
 
-    monkeypatch.setattr(vocab_mod, "_download_hub_snapshot", fake_download)
+    monkeypatch.setattr(hub_mod, "_download_hub_snapshot", fake_download)
     m = load_model("geneformer-v1", device="cpu")
     assert calls and calls[0][0] == "ctheodoris/Geneformer"
     assert calls[0][1] == cm.HUB_REVISION
