@@ -1,7 +1,6 @@
 """The Hugging Face Hub: the pinned Geneformer repository, its file layout, and the one download
-path (:func:`hub_download`, with messages that name the real cause of a failure), plus the git-lfs
-pointer check.
-"""
+path (:func:`hub_download`, with messages that name the real cause of a failure), plus the
+git-lfs pointer check."""
 
 from __future__ import annotations
 

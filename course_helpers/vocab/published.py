@@ -1,7 +1,6 @@
 """Where the published V1/V2 dictionaries and the teaching vocabulary are found: a local folder (TSV
-export, pickles, or a clone of the Hub repository), ``GENEFORMER_V1_DIR``/``GENEFORMER_V2_DIR``, or
-the Hub.
-"""
+export, pickles, or a clone of the Hub repository), ``GENEFORMER_V1_DIR``/``GENEFORMER_V2_DIR``,
+or the Hub."""
 
 from __future__ import annotations
 
