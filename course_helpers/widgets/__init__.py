@@ -19,19 +19,21 @@ Two explorers, each usable three ways:
 
 Bad choices in the controls (unknown genes, empty selections) never raise inside the widget:
 they set :attr:`message`, shown in the widget's message line.  The explorers call
-:mod:`course_helpers.attention`, :mod:`course_helpers.perturb` and :mod:`course_helpers.embed`
-for all model computations; this package only arranges, caches and draws.
+:mod:`course_helpers.attention`, :mod:`course_helpers.perturb` (``summarize_effects``,
+``perturb_ids``) and :mod:`course_helpers.embed` for all model computations and analyses;
+this package only arranges, caches and draws.
 
 Files
 -----
 - ``attention_explorer.py``: :class:`AttentionExplorer` (controls, per-cell caches, view tables).
 - ``attention_widget.py``: its live ipywidgets view (controls, redraws, bertviz button).
+- ``pairs.py``: gene -> gene pairs of an attention view, marked against the planted edges.
 - ``perturbation_explorer.py``: :class:`PerturbationExplorer` (controls, caches, view tables).
 - ``perturbation_widget.py``: its live ipywidgets view (gene tags, controls, Run button).
 - ``base.py``: what both share: control state, messages, safe callbacks, display.
 - ``static.py``: static mode (:data:`STATIC_ENV`, the PNG shown where no kernel runs).
 - ``drawing.py``: the explorers' matplotlib figures and HTML tables / message line.
-- ``cells.py``: reading the cells (tokenized dataset or AnnData) and looking up genes.
+- ``cells.py``: the cells (``TokenizedCells``; an AnnData is tokenized first), gene look-ups.
 
 Examples
 --------

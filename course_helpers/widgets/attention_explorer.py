@@ -13,41 +13,12 @@ import numpy as np
 import pandas as pd
 
 from .._utils import CourseInputError, renamed_parameters
+from ..vocab import close_matches
 from . import drawing
 from .attention_widget import _AttentionWidget
 from .base import _Explorer, _whole_number
-from .cells import _gene_tokens_safe, _model_vocab, _read_cells, _suggest
-
-
-def _truth_pairs(ground_truth, vocab) -> tuple[set[tuple[int, int]], set[int]]:
-    """Planted edges as (source token, target token) pairs, and TF tokens, from a ground truth.
-
-    ``ground_truth``: an object with ``.edges`` (DataFrame with ``source``/``target`` as Ensembl
-    IDs or symbols) and optionally ``.tfs``; or such a DataFrame itself.
-    """
-    if ground_truth is None:
-        return set(), set()
-    edges = getattr(ground_truth, "edges", ground_truth)
-    if not isinstance(edges, pd.DataFrame) or not {"source", "target"} <= set(edges.columns):
-        raise CourseInputError(
-            "ground_truth must be load_ground_truth() (or a DataFrame of edges with 'source' and "
-            "'target' columns)."
-        )
-    names = pd.unique(pd.concat([edges["source"], edges["target"]]).astype(str))
-    lut: dict[str, int] = {}
-    for g in names:
-        tok, _ = _gene_tokens_safe(vocab, [g])
-        if tok:
-            lut[g] = tok[0]
-    pairs = set()
-    for s, t in zip(edges["source"].astype(str), edges["target"].astype(str)):
-        if s in lut and t in lut:
-            pairs.add((lut[s], lut[t]))
-    tfs_raw = getattr(ground_truth, "tfs", None)
-    if tfs_raw is None:
-        tfs_raw = list(pd.unique(edges["source"].astype(str)))
-    tf_tokens, _ = _gene_tokens_safe(vocab, list(tfs_raw))
-    return pairs, set(tf_tokens)
+from .cells import _did_you_mean, _known_genes, _lookup, _model_vocab, _read_cells
+from .pairs import _marks, _pairs_table, _truth_pairs
 
 
 def _index_control(name: str, value, n: int, pooled: str, noun: str):
@@ -171,7 +142,7 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         self.ground_truth = ground_truth
         self._edges, tf_tokens = _truth_pairs(ground_truth, self.vocab)
         if tfs is not None:
-            tf_tokens, unknown = _gene_tokens_safe(self.vocab, list(tfs))
+            tf_tokens, unknown = _known_genes(self.vocab, list(tfs))
             tf_tokens = set(tf_tokens)
             if unknown:
                 self._messages.append(f"TFs not in the vocabulary, ignored: {unknown[:5]}")
@@ -202,7 +173,8 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
                     f"cell={i} is out of range: there are {self.cells.n} cells (0 to "
                     f"{self.cells.n - 1}).")
             return i % self.cells.n
-        ids = self.cells.column("cell_id")
+        meta = self.cells.meta
+        ids = [str(x) for x in meta["cell_id"]] if "cell_id" in meta else None
         if ids is not None and str(value) in ids:
             return ids.index(str(value))
         raise CourseInputError(
@@ -212,7 +184,7 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
     def _cell_types(self) -> list[str]:
         if self.cell_type_key is None:
             return []
-        return list(dict.fromkeys(str(x) for x in self.cells.column(self.cell_type_key)))
+        return list(dict.fromkeys(str(x) for x in self.cells.meta[self.cell_type_key].tolist()))
 
     @renamed_parameters(layer="attn_layer")
     def set(self, **controls) -> AttentionExplorer:
@@ -252,10 +224,8 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         Examples
         --------
         >>> from course_helpers.model import load_model
-        >>> model = load_model("teaching")
-        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
-        >>> ex = AttentionExplorer(model, [ids, ids[::-1]], top_n=4)
-        >>> ex.set(cell=1, attn_layer=1, head="mean", method="norm", top_n=3).state["attn_layer"]
+        >>> ex = AttentionExplorer(load_model("teaching"), [[5, 6, 7, 8, 9]], top_n=4)
+        >>> ex.set(attn_layer=1, head="mean", method="norm", top_n=3).state["attn_layer"]
         1
         >>> print(ex.set(gene="NOTAGENE").message)
         Gene 'NOTAGENE' is not in the model's vocabulary, so it cannot be looked up...
@@ -278,7 +248,7 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
                 msgs.append(str(err))
         # a cell type filter moves the cell unless the cell (also given) already matches
         if new.get("cell_type") is not None:
-            types = [str(t) for t in self.cells.column(self.cell_type_key)]
+            types = [str(t) for t in self.cells.meta[self.cell_type_key].tolist()]
             if types[new["cell"]] != new["cell_type"]:
                 if "cell" in controls and "cell_type" not in controls:
                     new["cell_type"] = None  # an explicit cell of another type clears the filter
@@ -303,7 +273,7 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
             if str(value) not in types:
                 raise CourseInputError(
                     f"No cells of type {value!r}. Types present: {', '.join(types[:12])}."
-                    + _suggest(str(value), types))
+                    + _did_you_mean(close_matches(str(value), types)))
             return str(value)
         if key == "attn_layer":
             return _index_control("attn_layer", value, L, "all", "layer")
@@ -344,12 +314,9 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         Examples
         --------
         >>> from course_helpers.model import load_model
-        >>> model = load_model("teaching")
-        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
-        >>> ex = AttentionExplorer(model, [ids, ids[::-1]], top_n=4)
-        >>> maps, tokens = ex.cell_maps(cell=1)
-        >>> maps.shape, tokens.tolist() == ids[::-1]
-        ((4, 4, 6, 6), True)
+        >>> maps, tokens = AttentionExplorer(load_model("teaching"), [[5, 6, 7]]).cell_maps()
+        >>> maps.shape, tokens.tolist()  # (layers, heads, genes, genes)
+        ((4, 4, 3, 3), [5, 6, 7])
         """
         from .. import attention as _att
 
@@ -360,7 +327,7 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         if hit is not None:
             self._maps.move_to_end(key)
             return hit
-        ids = self.cells.ids(cell)
+        ids = self.cells.ids_of(cell)
         if len(ids) == 0:
             raise CourseInputError(f"Cell {cell} has no tokens; choose another cell.")
         genes = [int(t) for t in ids[: self.max_genes]]
@@ -380,11 +347,8 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         Examples
         --------
         >>> from course_helpers.model import load_model
-        >>> model = load_model("teaching")
-        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
-        >>> ex = AttentionExplorer(model, [ids, ids[::-1]], top_n=4)
-        >>> summ = ex.cell_summary()
-        >>> len(summ), {"layer", "head", "entropy"} <= set(summ.columns)
+        >>> summ = AttentionExplorer(load_model("teaching"), [[5, 6, 7, 8]]).cell_summary()
+        >>> len(summ), {"layer", "head", "entropy"} <= set(summ.columns)  # 4 layers x 4 heads
         (16, True)
         """
         from .. import attention as _att
@@ -393,7 +357,7 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         hit = self._summaries.get(cell)
         if hit is not None:
             return hit
-        ids = list(map(int, self.cells.ids(cell)))
+        ids = list(map(int, self.cells.ids_of(cell)))
         tf = sorted(self._tf_tokens & set(ids)) if self._tf_tokens else None
         summ = _att.head_summary(self.model, [ids], tf_tokens=tf or None, batch_size=1,
                                  progress=False)
@@ -426,7 +390,7 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         G = len(tokens)
         symbols = [str(x) for x in self.vocab.symbols(tokens.tolist())]
         ensembl = [self.vocab.id_to_token.get(int(t), str(t)) for t in tokens]
-        n_cell = len(self.cells.ids(s["cell"]))
+        n_cell = len(self.cells.ids_of(s["cell"]))
         if n_cell > G:
             msgs.append(f"This cell has {n_cell} genes; attention is shown among its top {G} "
                         "(max_genes).")
@@ -442,15 +406,16 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         # gene search
         focus = None
         if s["gene"]:
-            tok, unknown = _gene_tokens_safe(self.vocab, [s["gene"]])
-            if unknown:
+            tok = _lookup(self.vocab, s["gene"])
+            if tok is None:
                 msgs.append(f"Gene {s['gene']!r} is not in the model's vocabulary, so it "
-                            "cannot be looked up." + _suggest(s["gene"], symbols))
+                            "cannot be looked up."
+                            + _did_you_mean(self.vocab.suggest(s["gene"])))
             else:
-                where = np.flatnonzero(tokens == tok[0])
+                where = np.flatnonzero(tokens == tok)
                 if where.size == 0:
                     where_cells = [i for i, x in enumerate(self.cells.all_ids())
-                                   if (x[: self.max_genes] == tok[0]).any()]
+                                   if (x[: self.max_genes] == tok).any()]
                     hint = (f" It is among the top genes of {len(where_cells)} cell(s), e.g. "
                             f"cell {where_cells[0]}." if where_cells else
                             " No cell of this dataset has it among its top genes.")
@@ -465,46 +430,20 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         labels = [symbols[i] for i in sel]
         heat = pd.DataFrame(M[np.ix_(sel, sel)], index=pd.Index(labels, name="query"),
                             columns=pd.Index(labels, name="key"))
-        marks = np.array([[(int(tokens[i]), int(tokens[j])) in self._edges
-                           or (int(tokens[j]), int(tokens[i])) in self._edges
-                           for j in sel] for i in sel], dtype=bool) if self._edges else None
+        marks = _marks(tokens, sel, self._edges)
         genes = pd.DataFrame({
             "rank": sel, "gene": labels, "ensembl_id": [ensembl[i] for i in sel],
             "token_id": [int(tokens[i]) for i in sel],
             "is_tf": [int(tokens[i]) in self._tf_tokens for i in sel],
             "attention_received": M[:, sel].sum(axis=0),
         })
-        pairs = self._pairs(M, tokens, symbols, ensembl, set(sel), focus, s["n_pairs"])
+        pairs = _pairs_table(M, tokens, symbols, ensembl, self._edges, shown=set(sel),
+                             focus=focus, n_pairs=s["n_pairs"])
         view = {"M": M, "tokens": tokens, "symbols": symbols, "sel": sel, "heatmap": heat,
                 "marks": marks, "genes": genes, "pairs": pairs, "focus": focus,
                 "title": self._title(), "messages": msgs}
         self._view_cache = (key, view)
         return view
-
-    def _pairs(self, M, tokens, symbols, ensembl, shown, focus, n_pairs) -> pd.DataFrame:
-        G = M.shape[0]
-        off = ~np.eye(G, dtype=bool)
-        if focus is not None:
-            keep = np.zeros((G, G), dtype=bool)
-            keep[focus, :] = True
-            keep[:, focus] = True
-            off &= keep
-        ii, jj = np.nonzero(off)
-        vals = M[ii, jj]
-        order = np.lexsort((jj, ii, -vals))[: int(n_pairs)]
-        ii, jj, vals = ii[order], jj[order], vals[order]
-        fwd = [(int(tokens[i]), int(tokens[j])) in self._edges for i, j in zip(ii, jj)]
-        rev = [(int(tokens[j]), int(tokens[i])) in self._edges for i, j in zip(ii, jj)]
-        edge = ["both" if f and r else "query→key" if f else "key→query" if r else ""
-                for f, r in zip(fwd, rev)]
-        return pd.DataFrame({
-            "query": [symbols[i] for i in ii], "key": [symbols[j] for j in jj],
-            "attention": vals.astype(float),
-            "query_rank": ii.astype(int), "key_rank": jj.astype(int),
-            "planted_edge": [f or r for f, r in zip(fwd, rev)], "edge_direction": edge,
-            "in_heatmap": [int(i) in shown and int(j) in shown for i, j in zip(ii, jj)],
-            "query_id": [ensembl[i] for i in ii], "key_id": [ensembl[j] for j in jj],
-        })
 
     def data(self) -> dict[str, pd.DataFrame]:
         """The tables behind the current view.
@@ -521,14 +460,11 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         Examples
         --------
         >>> from course_helpers.model import load_model
-        >>> model = load_model("teaching")
-        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
-        >>> ex = AttentionExplorer(model, [ids, ids[::-1]], top_n=4)
-        >>> d = ex.data()
+        >>> d = AttentionExplorer(load_model("teaching"), [[5, 6, 7, 8, 9]], top_n=3).data()
         >>> sorted(d), d["heatmap"].shape
-        (['genes', 'heatmap', 'pairs', 'summary'], (4, 4))
-        >>> d["genes"]["gene"].tolist()
-        ['GATA4', 'MYH6', 'TNNT2', 'MYBPC3']
+        (['genes', 'heatmap', 'pairs', 'summary'], (3, 3))
+        >>> d["genes"]["gene"].tolist()  # the cell's first (top-ranked) genes
+        ['CD99', 'WNT16', 'SNX11']
         """
         v = self._compute()
         return {"heatmap": v["heatmap"].copy(), "pairs": v["pairs"].copy(),
@@ -541,11 +477,10 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         Examples
         --------
         >>> from course_helpers.model import load_model
-        >>> model = load_model("teaching")
-        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
-        >>> ex = AttentionExplorer(model, [ids, ids[::-1]], top_n=4)
+        >>> cells = {"input_ids": [[5, 6]], "cell_id": ["c7"]}
+        >>> ex = AttentionExplorer(load_model("teaching"), cells)
         >>> ex.set(attn_layer=0, head=2).title
-        'cell 0 · layer 0 · head 2 · weight-based'
+        'c7 · layer 0 · head 2 · weight-based'
         """
         return self._title()
 
@@ -569,12 +504,9 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         Examples
         --------
         >>> from course_helpers.model import load_model
-        >>> model = load_model("teaching")
-        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
-        >>> ex = AttentionExplorer(model, [ids, ids[::-1]], top_n=4)
-        >>> fig = ex.heatmap_figure(attn_layer=1)
+        >>> fig = AttentionExplorer(load_model("teaching"), [[5, 6, 7]]).heatmap_figure(head=1)
         >>> fig.axes[0].get_title()
-        'cell 0 · layer 1 · head mean · weight-based'
+        'cell 0 · layer all · head 1 · weight-based'
         """
         if controls:
             self.set(**controls)
@@ -591,11 +523,8 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         Examples
         --------
         >>> from course_helpers.model import load_model
-        >>> model = load_model("teaching")
-        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
-        >>> ex = AttentionExplorer(model, [ids, ids[::-1]], top_n=4)
-        >>> fig = ex.figure(attn_layer=0, head=1)
-        >>> [a.get_title() for a in fig.axes][0]
+        >>> ex = AttentionExplorer(load_model("teaching"), [[9, 8, 7, 6, 5]])
+        >>> [a.get_title() for a in ex.figure(attn_layer=0, head=1).axes][0]
         'cell 0 · layer 0 · head 1 · weight-based'
         """
         v, failed = self._view_or_figure(controls)
@@ -615,11 +544,9 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         Examples
         --------
         >>> from course_helpers.model import load_model
-        >>> model = load_model("teaching")
-        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
-        >>> ex = AttentionExplorer(model, [ids], top_n=4)
+        >>> ex = AttentionExplorer(load_model("teaching"), [[5, 6, 7, 8, 9, 10]], top_n=4)
         >>> html = ex.bertviz("head").data  # drawn by JavaScript in the notebook
-        >>> all(g in html for g in ["GATA4", "MYH6", "TNNT2", "MYBPC3"])
+        >>> all(g in html for g in ["CD99", "WNT16", "SNX11", "CYP26B1"])
         True
         """
         import torch

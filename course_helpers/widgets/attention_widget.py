@@ -21,7 +21,7 @@ class _AttentionWidget:
     # -- widget ----------------------------------------------------------------------------
     def _cell_options(self):
         ct = self._state.get("cell_type")
-        types = self.cells.column(self.cell_type_key) if self.cell_type_key else None
+        types = self.cells.meta[self.cell_type_key].tolist() if self.cell_type_key else None
         lengths = self.cells.meta["length"].tolist()
         out = []
         for i in range(self.cells.n):
@@ -95,7 +95,8 @@ class _AttentionWidget:
                     self._refresh_widget()
 
         bv_button.on_click(on_bertviz)
-        for name in ("cell_type", "cell", "gene", "attn_layer", "head", "method", "top_n", "select"):
+        for name in ("cell_type", "cell", "gene", "attn_layer", "head", "method", "top_n",
+                     "select"):
             w[name].observe(self._on_control(name), names="value")
         wrap = lay(flex_flow="row wrap")
         controls = W.VBox([

@@ -18,9 +18,10 @@ import pandas as pd
 
 from .. import plotting
 from .._utils import CourseInputError
+from ..vocab import close_matches
 from . import drawing
 from .base import _Explorer, _whole_number
-from .cells import _gene_tokens_safe, _model_vocab, _read_cells, _suggest
+from .cells import _did_you_mean, _lookup, _model_vocab, _read_cells
 from .perturbation_widget import _PerturbationWidget
 
 
@@ -247,10 +248,9 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
             genes = list(dict.fromkeys(str(g).strip() for g in value if str(g).strip()))
             known, unknown = [], []
             for g in genes:
-                _tok, bad = _gene_tokens_safe(self.vocab, [g])
-                (unknown if bad else known).append(g)
+                (unknown if _lookup(self.vocab, g) is None else known).append(g)
             if unknown:
-                hint = "".join(_suggest(u, self.gene_options()) for u in unknown[:2])
+                hint = "".join(_did_you_mean(self.vocab.suggest(u)) for u in unknown[:2])
                 msgs.append(f"Not in the model's vocabulary, ignored: {', '.join(unknown)}.{hint}")
             return known
         if key == "perturb_type":
@@ -265,7 +265,8 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
             if str(value) not in self.states:
                 raise CourseInputError(
                     f"No cells with {self.state_key} == {value!r}. States: "
-                    f"{', '.join(self.states[:12])}." + _suggest(str(value), self.states))
+                    f"{', '.join(self.states[:12])}."
+                    + _did_you_mean(close_matches(str(value), self.states)))
             return str(value)
         if key == "goal_state":
             if value is None or str(value) in ("", "(none)", "none"):
@@ -273,7 +274,8 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
             if str(value) not in self.states:
                 raise CourseInputError(
                     f"Goal state {value!r} does not occur in column {self.state_key!r}. States: "
-                    f"{', '.join(self.states[:12])}." + _suggest(str(value), self.states))
+                    f"{', '.join(self.states[:12])}."
+                    + _did_you_mean(close_matches(str(value), self.states)))
             return str(value)
         if key in ("n_cells", "n_random", "seed"):
             iv = _whole_number(key, value)
@@ -324,7 +326,7 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
         if s["perturb_type"] == "delete":
             self.cells.all_ids()  # bulk read once: row-by-row access is slow for big datasets
             toks = np.asarray(tokens, dtype=np.int64)
-            rows = np.asarray([r for r in rows if np.isin(self.cells.ids(r), toks).any()],
+            rows = np.asarray([r for r in rows if np.isin(self.cells.ids_of(r), toks).any()],
                               dtype=np.int64)
             if rows.size == 0:
                 names = ", ".join(s["genes"])
@@ -356,7 +358,7 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
                         idx = rng.choice(idx, self.max_cells_per_state, replace=False)
                     parts.append(idx)
                 rows = np.sort(np.concatenate(parts))
-                seqs = [list(map(int, self.cells.ids(r))) for r in rows]
+                seqs = [list(map(int, self.cells.ids_of(r))) for r in rows]
                 emb = embed_cells(self.model, seqs, layer=self.emb_layer,
                                   batch_size=self.batch_size, progress=False)
             self._cache["reference"] = (rows, np.asarray(emb, dtype=np.float32))
@@ -537,7 +539,7 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
                                                                      eb.to_numpy())))
         # map: before / after (all chosen genes together)
         bg_rows, bg_xy, pca = self._background()
-        orig = [list(map(int, self.cells.ids(r))) for r in rows]
+        orig = [list(map(int, self.cells.ids_of(r))) for r in rows]
         pert = [list(map(int, _perturbed_ids(np.asarray(x), tokens, s["perturb_type"],
                                              self.vocab, self._max_len))) for x in orig]
         keep = [i for i, p in enumerate(pert) if len(p) > 0]

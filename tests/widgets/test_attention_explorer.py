@@ -166,7 +166,7 @@ def test_empty_and_invalid_selections_keep_state(explorer):
     with pytest.raises(CourseInputError, match="unknown control"):
         ex.set(colour="red")
     ex.set(top_n=99)
-    assert "only" in ex.message and len(ex.data()["heatmap"]) == len(ex.cells.ids(0))
+    assert "only" in ex.message and len(ex.data()["heatmap"]) == len(ex.cells.ids_of(0))
 
 
 def test_cell_by_type_and_id(setup, explorer):

@@ -128,7 +128,7 @@ def test_perturbation_messages_not_exceptions(pex):
     assert "perturb_type" in pex.message
     # a gene that no chosen cell expresses cannot be deleted
     pex.set(genes=["VWF"], cells="diseased", perturb_type="delete")
-    in_diseased = any("VWF" in pex.vocab.symbols(pex.cells.ids(i))
+    in_diseased = any("VWF" in pex.vocab.symbols(pex.cells.ids_of(i))
                       for i in range(pex.cells.n) if pex._states_col[i] == "diseased")
     if not in_diseased:
         assert "nothing can be deleted" in pex.message
