@@ -18,8 +18,8 @@ datasets = pytest.importorskip("datasets")
 from scipy import stats
 
 from course_helpers._utils import CourseInputError
+from course_helpers.perturb.core import _mwu_vs_rest
 from course_helpers.perturb import (
-    _mwu_vs_rest,
     benjamini_hochberg,
     in_silico_perturb,
     perturb_pairs,
@@ -554,7 +554,7 @@ def test_random_gene_null(plain_model, dataset, cells, state_embs):
 
 def test_context_only_compares_the_same_genes(plain_model, dataset, cells, state_embs):
     """context_only: original and perturbed cell embeddings are means over the same genes."""
-    from course_helpers.perturb import _state_embs_dict
+    from course_helpers.perturb.core import _state_embs_dict
 
     x = list(cells["input_ids"][0])
     cid = cells["cell_id"][0] if "cell_id" in cells else 0

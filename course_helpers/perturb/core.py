@@ -63,11 +63,13 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from ._utils import CourseInputError
-from ._utils import progress as _progress
-from .model import hidden_states, length_sorted_batches, pad_batch, resolve_layer
+from .._utils import CourseInputError
+from .._utils import progress as _progress
+from ..model import hidden_states, length_sorted_batches, pad_batch, resolve_layer
+from .rule import _perturb_rows
+from .warnings import EmbModeFallbackWarning, FewNullGenesWarning, GenesNotExpressedWarning
 
-__all__ = [
+__all__ = [  # re-exported by the package __init__
     "GeneEffects",
     "adjust_for_rank",
     "benjamini_hochberg",
@@ -305,7 +307,7 @@ def _parse_states(cell_states):
 
 
 def _cells_reader(dataset):
-    from .embed import _Cells
+    from ..embed import _Cells
 
     return _Cells(dataset)
 
@@ -407,7 +409,7 @@ def _state_matrix(
                 "the names, or pass state_embs= computed on a dataset that has them "
                 "(course_helpers.embed.state_embeddings)."
             )
-        from .embed import state_embeddings
+        from ..embed import state_embeddings
 
         state_embs = state_embeddings(
             model,
@@ -478,17 +480,6 @@ class _Block:
         return len(next(iter(self.meta.values())))
 
 
-def _skip_map(m: int, width: int, removed: np.ndarray) -> np.ndarray:
-    """``out[r, j]`` = j-th kept position of 0..n-1 when positions ``removed[r]`` are dropped.
-
-    ``removed`` is (m, k), sorted ascending per row. No Python loop over rows or positions.
-    """
-    out = np.broadcast_to(np.arange(width, dtype=np.int64), (m, width)).copy()
-    for c in range(removed.shape[1]):  # k is 1 or 2
-        out += out >= removed[:, c : c + 1]
-    return out
-
-
 def _build_block(
     x: np.ndarray,
     info: _ModelInfo,
@@ -498,47 +489,30 @@ def _build_block(
     cell: int,
     meta: dict,
 ) -> _Block | None:
-    """Perturbed copies of cell ``x``.
+    """Perturbed copies of cell ``x`` (the rule: :func:`.rule._perturb_rows`), ready to embed.
 
     Row r deletes the positions ``P[r]`` (delete), or moves them to the front in their original
     order and inserts the tokens ``T[r]`` after them (overexpress). ``P`` is (m, k) sorted per
-    row; ``T`` is (m, ka).
+    row; ``T`` is (m, ka). Adds which positions are compared with the unperturbed cell.
     """
     n = len(x)
-    m, k = P.shape
+    k = P.shape[1]
     ka = T.shape[1]
-    front = 1 if (info.cls_id is not None and n and x[0] == info.cls_id) else 0
-    has_eos = info.eos_id is not None and n and x[-1] == info.eos_id
-    rest = _skip_map(m, n - k, P)
-    if perturb_type == "delete":
-        src = rest
-        group = 0
-    else:
-        ins = np.full((m, ka), -1, dtype=np.int64)
-        src = np.concatenate([rest[:, :front], P, ins, rest[:, front:]], axis=1)
-        group = k + ka
-    trunc = 0
-    if src.shape[1] > info.max_len:  # only when genes are inserted into a full cell
-        trunc = src.shape[1] - info.max_len
-        if has_eos:
-            src = np.concatenate([src[:, : info.max_len - 1], src[:, -1:]], axis=1)
-            src[src == n - 1] = n - 1 - trunc  # <eos> of the truncated base
-        else:
-            src = src[:, : info.max_len]
+    rows = _perturb_rows(
+        x, P, T, perturb_type, cls_id=info.cls_id, eos_id=info.eos_id, max_len=info.max_len
+    )
+    tokens, src, trunc, front, has_eos = (
+        rows.tokens, rows.src, rows.trunc, rows.front, rows.has_eos
+    )
+    group = 0 if perturb_type == "delete" else k + ka
     if perturb_type == "overexpress" and ka == 0:
         unchanged = (src == np.arange(src.shape[1])).all(axis=1)
         if unchanged.any():  # e.g. the first gene moved to the front: nothing changes
             keep = ~unchanged
-            src, P, T = src[keep], P[keep], T[keep]
+            src, tokens = src[keep], tokens[keep]
             meta = {c: np.asarray(v)[keep] for c, v in meta.items()}
-            m = int(keep.sum())
-    if m == 0 or src.shape[1] == 0:
+    if len(src) == 0 or src.shape[1] == 0:
         return None
-    tokens = x[np.clip(src, 0, None)]
-    if ka:
-        tokens[:, front + k : front + k + ka] = T
-    if trunc and has_eos:
-        tokens[:, -1] = info.eos_id  # its src points into the truncated base
     special = np.isin(x, info.specials)
     cmp = (src >= 0) & ~special[np.clip(src, 0, None)]
     if group:
@@ -899,10 +873,13 @@ def _resolve_emb_mode(emb_mode, info: _ModelInfo) -> str:
     if emb_mode.startswith("cls") and info.cls_id is None:
         new = emb_mode.replace("cls", "cell")
         warnings.warn(
-            f"emb_mode={emb_mode!r} needs a <cls> token, which this model (V1 or the teaching "
-            f"model) does not have; using emb_mode={new!r} (the mean of the gene embeddings), as "
-            "the reference does.",
-            UserWarning,
+            EmbModeFallbackWarning(
+                f"emb_mode={emb_mode!r} needs a <cls> token, which this model (V1 or the teaching "
+                f"model) does not have; using emb_mode={new!r} (the mean of the gene embeddings), "
+                "as the reference does.",
+                emb_mode,
+                new,
+            ),
             stacklevel=3,
         )
         return new
@@ -1186,8 +1163,11 @@ def in_silico_perturb(
         if missing:
             names = _symbols(missing, info.vocab) or missing
             warnings.warn(
-                f"{len(missing)} gene(s) are expressed in none of {where} and get no rows: "
-                f"{names[:10]}",
+                GenesNotExpressedWarning(
+                    f"{len(missing)} gene(s) are expressed in none of {where} and get no rows: "
+                    f"{names[:10]}",
+                    genes=names,
+                ),
                 stacklevel=2,
             )
     state_mat = None
@@ -1483,7 +1463,12 @@ def random_gene_null(
     if len(pool) == 0:
         raise CourseInputError("The chosen cells express no gene to draw a null from.")
     if int(n_genes) > len(pool):
-        warnings.warn(f"Only {len(pool)} genes are available; using all of them.", stacklevel=2)
+        warnings.warn(
+            FewNullGenesWarning(
+                f"Only {len(pool)} genes are available; using all of them.", len(pool), n_genes
+            ),
+            stacklevel=2,
+        )
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(pool, min(int(n_genes), len(pool)), replace=False))
     res = in_silico_perturb(
