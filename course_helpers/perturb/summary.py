@@ -15,19 +15,13 @@ import numpy as np
 import pandas as pd
 
 from .._utils import CourseInputError
-from .core import (
-    _cells_reader,
-    _model_info,
-    _parse_states,
-    _resolve_genes,
-    _select_cells,
-    _symbols,
-    in_silico_perturb,
-    perturb_pairs,
-    perturbation_stats,
-    random_gene_null,
-)
+from .effects import in_silico_perturb
+from .inputs import _model_info, _resolve_genes, _symbols
+from .null import random_gene_null
+from .pairs import perturb_pairs
 from .rule import check_perturb_type
+from .selection import _cells_reader, _parse_states, _select_cells
+from .stats import perturbation_stats
 from .warnings import (
     FewCellsWarning,
     FewNullGenesWarning,

@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 
 torch = pytest.importorskip("torch")
-datasets = pytest.importorskip("datasets")
 
 from course_helpers._utils import CourseInputError
 from course_helpers.perturb import (
@@ -24,20 +23,8 @@ STATES = {"state_key": "cell_type", "start_state": "CD14+ Monocyte", "goal_state
 
 
 @pytest.fixture(scope="module")
-def model(fixture_model_dir):
-    from course_helpers.model import load_model
-
-    return load_model(fixture_model_dir, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def cells(fixture_cells):
-    return fixture_cells
-
-
-@pytest.fixture(scope="module")
-def dataset(cells):
-    return datasets.Dataset.from_pandas(cells, preserve_index=False)
+def model(vocab_model):
+    return vocab_model
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,90 @@
+"""random_gene_null: the same perturbation applied to random expressed genes (a null)."""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from .._utils import CourseInputError
+from .effects import in_silico_perturb
+from .inputs import _check_common, _model_info, _resolve_genes
+from .selection import _cells_reader, _parse_states, _select_cells
+from .warnings import FewNullGenesWarning
+
+
+def random_gene_null(
+    model,
+    dataset,
+    n_genes: int = 50,
+    seed: int = 0,
+    perturb_type: str = "delete",
+    cell_states: Mapping | None = None,
+    exclude=None,
+    **kwargs,
+) -> pd.DataFrame:
+    """Perturb randomly chosen expressed genes: a null distribution for :func:`perturbation_stats`.
+
+    ``n_genes`` genes are drawn uniformly (with ``seed``) from the genes expressed in at least one
+    of the chosen cells (start-state cells if ``cell_states`` is given), leaving out ``exclude``
+    (e.g. the genes you test), and perturbed exactly like :func:`in_silico_perturb` would.
+
+    Parameters
+    ----------
+    model, dataset, perturb_type, cell_states
+        As in :func:`in_silico_perturb`.
+    n_genes
+        How many random genes (fewer if the cells express fewer).
+    seed
+        Seed of the gene draw (and of ``max_cells`` subsampling).
+    exclude
+        Genes never drawn (symbols, Ensembl IDs or token ids).
+    **kwargs
+        Passed on to :func:`in_silico_perturb` (``cells``, ``max_cells``, ``emb_layer``,
+        ``batch_size``, ``state_embs``, ``progress``, ``emb_mode``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The :func:`in_silico_perturb` result for the random genes;
+        ``attrs["null_genes"]`` lists their token ids.
+
+    Examples
+    --------
+    >>> null = random_gene_null(model, dataset, n_genes=100, cell_states=states)  # doctest: +SKIP
+    >>> stats = perturbation_stats(results, null=null)                             # doctest: +SKIP
+    """
+    if int(n_genes) < 1:
+        raise CourseInputError(f"n_genes must be at least 1, got {n_genes}.")
+    _check_common(perturb_type, kwargs.get("emb_mode"))
+    info = _model_info(model, kwargs.get("emb_layer", -1))
+    states = _parse_states(cell_states)
+    reader = _cells_reader(dataset)
+    sel = _select_cells(reader, info, kwargs.get("cells"), kwargs.get("max_cells"), seed, states)
+    pool = np.unique(np.concatenate(sel.xs))
+    pool = pool[~np.isin(pool, info.specials)]
+    if exclude is not None:
+        pool = pool[~np.isin(pool, _resolve_genes(exclude, info, "exclude"))]
+    if len(pool) == 0:
+        raise CourseInputError("The chosen cells express no gene to draw a null from.")
+    if int(n_genes) > len(pool):
+        warnings.warn(
+            FewNullGenesWarning(
+                f"Only {len(pool)} genes are available; using all of them.", len(pool), n_genes
+            ),
+            stacklevel=2,
+        )
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(pool, min(int(n_genes), len(pool)), replace=False))
+    res = in_silico_perturb(
+        model,
+        dataset,
+        perturb_type=perturb_type,
+        genes=[int(t) for t in chosen],
+        cell_states=cell_states,
+        seed=seed,
+        **kwargs,
+    )
+    res.attrs["null_genes"] = [int(t) for t in chosen]
+    return res
