@@ -119,9 +119,19 @@ class GeneEffects(pd.DataFrame):
 
     Examples
     --------
-    >>> long = in_silico_perturb(model, ds, "delete", genes=["GATA4"],
-    ...                          emb_mode="cell_and_gene")               # doctest: +SKIP
-    >>> long.cell_results.head()                                          # doctest: +SKIP
+    >>> from course_helpers.data import load_tissue
+    >>> from course_helpers.model import load_model
+    >>> from course_helpers.tokenize import tokenize
+    >>> model = load_model("teaching")
+    >>> adata = load_tissue("chapter")
+    >>> cm = adata[adata.obs["cell_type"] == "cardiomyocyte"][:8]
+    >>> ds = tokenize(cm, model.gene_vocab, cell_attrs=("cell_id", "state"), progress=False)
+    >>> long = in_silico_perturb(model, ds, "delete", genes=["GATA4"], emb_mode="cell_and_gene",
+    ...                          progress=False)
+    >>> type(long).__name__, long.columns.tolist()[-4:]
+    ('GeneEffects', ['affected_rank_index', 'affected_token', 'affected_gene', 'cos_sim'])
+    >>> long.cell_results.columns.tolist()
+    ['cell_id', 'rank_index', 'perturbed_token', 'perturbed_gene', 'cos_sim']
     """
 
     _metadata: ClassVar[list[str]] = ["cell_results"]
@@ -136,6 +146,7 @@ def in_silico_perturb(
     dataset,
     perturb_type: str = "delete",
     genes="all",
+    *,
     cell_states: Mapping | None = None,
     emb_layer: int = -1,
     batch_size: int = 64,
@@ -238,15 +249,23 @@ def in_silico_perturb(
 
     Examples
     --------
+    >>> from course_helpers.data import load_tissue
     >>> from course_helpers.model import load_model
-    >>> model = load_model("teaching")                                     # doctest: +SKIP
-    >>> res = in_silico_perturb(model, dataset, "delete")                   # doctest: +SKIP
-    >>> res.groupby("perturbed_gene").cos_sim.mean().nsmallest(5)           # doctest: +SKIP
-    >>> shifts = in_silico_perturb(
-    ...     model, dataset, "delete",
-    ...     cell_states={"state_key": "state", "start_state": "diseased",
-    ...                  "goal_state": "healthy", "alt_states": []})        # doctest: +SKIP
-    >>> perturbation_stats(shifts).head()                                   # doctest: +SKIP
+    >>> from course_helpers.tokenize import tokenize
+    >>> model = load_model("teaching")
+    >>> adata = load_tissue("chapter")
+    >>> cm = adata[adata.obs["cell_type"] == "cardiomyocyte"][:8]
+    >>> ds = tokenize(cm, model.gene_vocab, cell_attrs=("cell_id", "state"), progress=False)
+    >>> res = in_silico_perturb(model, ds, "delete", genes=["GATA4", "TBX5"], progress=False)
+    >>> res.columns.tolist()
+    ['cell_id', 'rank_index', 'perturbed_token', 'perturbed_gene', 'cos_sim']
+    >>> bool(res["cos_sim"].between(0, 1).all())
+    True
+    >>> states = {"state_key": "state", "start_state": "diseased", "goal_state": "healthy"}
+    >>> shifts = in_silico_perturb(model, ds, "delete", genes=["NFATC4"], cell_states=states,
+    ...                            progress=False)
+    >>> shifts.columns.tolist()[-2:], sorted(shifts["state"].unique())
+    (['state', 'shift'], ['diseased', 'healthy'])
     """
     _check_common(perturb_type, emb_mode)
     info = _model_info(model, emb_layer)

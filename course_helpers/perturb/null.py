@@ -19,6 +19,7 @@ def random_gene_null(
     dataset,
     n_genes: int = 50,
     seed: int = 0,
+    *,
     perturb_type: str = "delete",
     cell_states: Mapping | None = None,
     exclude=None,
@@ -52,8 +53,21 @@ def random_gene_null(
 
     Examples
     --------
-    >>> null = random_gene_null(model, dataset, n_genes=100, cell_states=states)  # doctest: +SKIP
-    >>> stats = perturbation_stats(results, null=null)                             # doctest: +SKIP
+    >>> from course_helpers.data import load_tissue
+    >>> from course_helpers.model import load_model
+    >>> from course_helpers.tokenize import tokenize
+    >>> model = load_model("teaching")
+    >>> adata = load_tissue("chapter")
+    >>> cm = adata[adata.obs["cell_type"] == "cardiomyocyte"][:8]
+    >>> ds = tokenize(cm, model.gene_vocab, cell_attrs=("cell_id", "state"), progress=False)
+    >>> null = random_gene_null(model, ds, n_genes=3, cells=[0, 1], exclude=["GATA4"],
+    ...                         progress=False)
+    >>> len(null.attrs["null_genes"]), model.gene_vocab.symbols(null.attrs["null_genes"])[0] != "GATA4"
+    (3, True)
+    >>> from course_helpers.perturb import perturbation_stats
+    >>> res = in_silico_perturb(model, ds, "delete", genes=["GATA4"], cells=[0, 1], progress=False)
+    >>> perturbation_stats(res, null=null)[["perturbed_gene", "n_cells"]].values.tolist()
+    [['GATA4', 1]]
     """
     if int(n_genes) < 1:
         raise CourseInputError(f"n_genes must be at least 1, got {n_genes}.")

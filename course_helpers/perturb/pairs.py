@@ -19,6 +19,7 @@ def perturb_pairs(
     dataset,
     pairs,
     perturb_type: str = "delete",
+    *,
     cell_states: Mapping | None = None,
     emb_layer: int = -1,
     batch_size: int = 64,
@@ -27,7 +28,6 @@ def perturb_pairs(
     state_embs=None,
     progress: bool = True,
     seed: int = 0,
-    *,
     emb_mode: str | None = None,
 ) -> pd.DataFrame:
     """Perturb gene pairs alone and together, and score their synergy.
@@ -64,10 +64,19 @@ def perturb_pairs(
 
     Examples
     --------
-    >>> res = perturb_pairs(model, dataset, [("GATA4", "TBX5")],
-    ...                     cell_states={"state_key": "state", "start_state": "diseased",
-    ...                                  "goal_state": "healthy"})          # doctest: +SKIP
-    >>> res.groupby(["gene_a", "gene_b", "state"]).synergy.mean()          # doctest: +SKIP
+    >>> from course_helpers.data import load_tissue
+    >>> from course_helpers.model import load_model
+    >>> from course_helpers.tokenize import tokenize
+    >>> model = load_model("teaching")
+    >>> adata = load_tissue("chapter")
+    >>> cm = adata[adata.obs["cell_type"] == "cardiomyocyte"][:8]
+    >>> ds = tokenize(cm, model.gene_vocab, cell_attrs=("cell_id", "state"), progress=False)
+    >>> res = perturb_pairs(model, ds, [("GATA4", "TBX5")], progress=False)
+    >>> res.columns.tolist()[3:]
+    ['gene_a', 'gene_b', 'cos_sim_a', 'cos_sim_b', 'cos_sim_ab', 'synergy']
+    >>> r = res.iloc[0]
+    >>> bool(abs(r.synergy - ((1 - r.cos_sim_ab) - (2 - r.cos_sim_a - r.cos_sim_b))) < 1e-12)
+    True
     """
     _check_common(perturb_type, emb_mode)
     info = _model_info(model, emb_layer)

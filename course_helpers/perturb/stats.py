@@ -37,8 +37,14 @@ def net_shift(
 
     Examples
     --------
-    >>> net = net_shift(scan, "cm_healthy", "cm_diseased")                  # doctest: +SKIP
-    >>> perturbation_stats(net, null=net_shift(null, "cm_healthy", "cm_diseased"))  # doctest: +SKIP
+    >>> import pandas as pd
+    >>> scan = pd.DataFrame({"cell_id": ["c1", "c1", "c2", "c2"], "rank_index": [3, 3, 5, 5],
+    ...                      "perturbed_token": [7, 7, 7, 7], "state": ["healthy", "diseased"] * 2,
+    ...                      "shift": [0.02, -0.01, 0.03, 0.00]})
+    >>> net_shift(scan, "healthy", "diseased")
+      cell_id  rank_index  perturbed_token             state  shift
+    0      c1           3                7  healthy-diseased   0.03
+    1      c2           5                7  healthy-diseased   0.03
     """
     if not isinstance(results, pd.DataFrame) or results.empty:
         raise CourseInputError("results must be a non-empty DataFrame from in_silico_perturb().")
@@ -104,6 +110,7 @@ def adjust_for_rank(
     null: pd.DataFrame,
     value: str | None = None,
     window: int = 10,
+    *,
     key_added: str | None = None,
 ):
     """Remove the part of a perturbation effect explained by the gene's rank in the cell.
@@ -137,8 +144,14 @@ def adjust_for_rank(
 
     Examples
     --------
-    >>> res_adj, null_adj = adjust_for_rank(net, net_null)                    # doctest: +SKIP
-    >>> perturbation_stats(res_adj, null=null_adj, value="shift_adj")          # doctest: +SKIP
+    >>> import pandas as pd
+    >>> null = pd.DataFrame({"rank_index": range(40), "cos_sim": [0.9 + 0.002 * r for r in range(40)]})
+    >>> res = pd.DataFrame({"rank_index": [0, 20], "perturbed_token": [7, 8], "cos_sim": [0.8, 0.95]})
+    >>> res_adj, null_adj = adjust_for_rank(res, null, window=5)
+    >>> res_adj["cos_sim_adj"].round(3).tolist()
+    [-0.1, 0.01]
+    >>> float(null_adj["cos_sim_adj"].abs().max()) < 1e-9
+    True
     """
     for name, df in (("results", results), ("null", null)):
         if not isinstance(df, pd.DataFrame) or df.empty:
@@ -233,7 +246,7 @@ def _mwu_vs_rest(values: np.ndarray, groups: np.ndarray):
 
 
 def perturbation_stats(
-    results: pd.DataFrame, null="all", value: str | None = None, by=None, vocab=None
+    results: pd.DataFrame, null="all", value: str | None = None, by=None, *, vocab=None
 ) -> pd.DataFrame:
     """Per-gene summary of perturbation results with rank-sum p-values and BH FDR.
 
@@ -269,9 +282,18 @@ def perturbation_stats(
 
     Examples
     --------
-    >>> stats = perturbation_stats(shifts, null=random_gene_null(model, dataset,
-    ...                            cell_states=states))                        # doctest: +SKIP
-    >>> stats[(stats.state == "healthy") & (stats.fdr < 0.05)]                 # doctest: +SKIP
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> res = pd.DataFrame({"perturbed_token": np.repeat([7, 8], 20),
+    ...                     "cos_sim": np.r_[rng.normal(0.90, 0.01, 20), rng.normal(0.99, 0.01, 20)]})
+    >>> null = pd.DataFrame({"perturbed_token": np.repeat([20, 21], 30),
+    ...                      "cos_sim": rng.normal(0.99, 0.01, 60)})
+    >>> st = perturbation_stats(res, null=null)
+    >>> st[["perturbed_token", "n_cells"]].values.tolist()
+    [[7, 20], [8, 20]]
+    >>> bool(st["fdr"].iloc[0] < 1e-6), bool(st["fdr"].iloc[1] > 0.05)
+    (True, True)
     """
     from scipy import stats
 
