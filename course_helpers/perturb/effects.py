@@ -119,15 +119,13 @@ class GeneEffects(pd.DataFrame):
 
     Examples
     --------
-    >>> from course_helpers.data import load_tissue
-    >>> from course_helpers.model import load_model
-    >>> from course_helpers.tokenize import tokenize
-    >>> model = load_model("teaching")
-    >>> adata = load_tissue("chapter")
-    >>> cm = adata[adata.obs["cell_type"] == "cardiomyocyte"][:8]
-    >>> ds = tokenize(cm, model.gene_vocab, cell_attrs=("cell_id", "state"), progress=False)
-    >>> long = in_silico_perturb(model, ds, "delete", genes=["GATA4"], emb_mode="cell_and_gene",
-    ...                          progress=False)
+    >>> import course_helpers as ch
+    >>> model = ch.model.load_model("teaching")
+    >>> cells = ch.tokenize.tokenize(ch.data.load_tissue("chapter")[:3], model.gene_vocab,
+    ...                              progress=False)
+    >>> first_two = cells[0]["input_ids"][:2]
+    >>> long = in_silico_perturb(model, cells, "delete", genes=first_two, cells=[0],
+    ...                          emb_mode="cell_and_gene", progress=False)
     >>> type(long).__name__, long.columns.tolist()[-4:]
     ('GeneEffects', ['affected_rank_index', 'affected_token', 'affected_gene', 'cos_sim'])
     >>> long.cell_results.columns.tolist()

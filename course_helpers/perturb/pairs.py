@@ -64,14 +64,13 @@ def perturb_pairs(
 
     Examples
     --------
-    >>> from course_helpers.data import load_tissue
+    >>> from course_helpers import data, tokenize
     >>> from course_helpers.model import load_model
-    >>> from course_helpers.tokenize import tokenize
-    >>> model = load_model("teaching")
-    >>> adata = load_tissue("chapter")
-    >>> cm = adata[adata.obs["cell_type"] == "cardiomyocyte"][:8]
-    >>> ds = tokenize(cm, model.gene_vocab, cell_attrs=("cell_id", "state"), progress=False)
-    >>> res = perturb_pairs(model, ds, [("GATA4", "TBX5")], progress=False)
+    >>> mlm = load_model("teaching")
+    >>> tissue = data.load_tissue("chapter")
+    >>> heart = tissue[tissue.obs["cell_type"] == "cardiomyocyte"][:6]
+    >>> ds = tokenize.tokenize(heart, mlm.gene_vocab, progress=False)
+    >>> res = perturb_pairs(mlm, ds, [("GATA4", "TBX5")], progress=False)
     >>> res.columns.tolist()[3:]
     ['gene_a', 'gene_b', 'cos_sim_a', 'cos_sim_b', 'cos_sim_ab', 'synergy']
     >>> r = res.iloc[0]

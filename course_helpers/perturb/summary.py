@@ -231,13 +231,11 @@ def summarize_effects(
 
     Examples
     --------
-    >>> from course_helpers.data import load_tissue
-    >>> from course_helpers.model import load_model
-    >>> from course_helpers.tokenize import tokenize
-    >>> model = load_model("teaching")
-    >>> adata = load_tissue("chapter")
-    >>> cm = adata[adata.obs["cell_type"] == "cardiomyocyte"][:12]
-    >>> ds = tokenize(cm, model.gene_vocab, cell_attrs=("cell_id", "state"), progress=False)
+    >>> import course_helpers as ch
+    >>> model = ch.model.load_model("teaching")
+    >>> tissue = ch.data.load_tissue("chapter")
+    >>> heart = tissue[tissue.obs["cell_type"] == "cardiomyocyte"][:12]
+    >>> ds = ch.tokenize.tokenize(heart, model.gene_vocab, progress=False)
     >>> s = summarize_effects(model, ds, ["GATA4", "TBX5"], "delete", n_cells=3, n_random=2)
     >>> s.summary.columns.tolist()
     ['gene', 'n_cells', 'mean_effect', 'sem', 'null_mean_effect', 'random_genes_beaten', 'p_value_vs_random']
