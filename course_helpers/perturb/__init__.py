@@ -14,6 +14,9 @@ much that changes the cell. This module reproduces the reference ``InSilicoPertu
   (rank-matched null), before :func:`perturbation_stats`.
 * :func:`perturbation_stats` - per-gene summary, Mann-Whitney rank-sum p-value against a null,
   Benjamini-Hochberg FDR (:func:`benjamini_hochberg`).
+* :func:`perturb_ids` - one cell's token ids after a deletion / overexpression (the rule).
+* :func:`summarize_effects` - a few chosen genes in a few cells, against random genes, with
+  synergy for a pair: the tables :class:`~course_helpers.widgets.PerturbationExplorer` shows.
 
 Files (one concern each; the public names are re-exported here)
 -----------------------------------------------------------------

@@ -14,7 +14,7 @@ import numpy as np
 
 from .._utils import CourseInputError
 from ..model import resolve_layer
-from .rule import check_perturb_type
+from .rule import _check_perturb_type
 from .warnings import EmbModeFallbackWarning
 
 _EMB_MODES = ("cls", "cell", "cls_and_gene", "cell_and_gene")
@@ -185,7 +185,7 @@ def _symbols(tokens, vocab) -> list[str] | None:
 
 
 def _check_common(perturb_type, emb_mode):
-    check_perturb_type(perturb_type)
+    _check_perturb_type(perturb_type)
     if emb_mode is not None and emb_mode not in _EMB_MODES:
         raise CourseInputError(
             f"emb_mode={emb_mode!r} is not supported. Fix: use 'cell' (the mean of the gene "

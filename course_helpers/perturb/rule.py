@@ -18,12 +18,12 @@ import numpy as np
 
 from .._utils import CourseInputError
 
-PERTURB_TYPES = ("delete", "overexpress")
+_PERTURB_TYPES = ("delete", "overexpress")
 
 
-def check_perturb_type(perturb_type) -> None:
+def _check_perturb_type(perturb_type) -> None:
     """Raise :class:`CourseInputError` unless ``perturb_type`` is ``"delete"`` or ``"overexpress"``."""
-    if perturb_type not in PERTURB_TYPES:
+    if perturb_type not in _PERTURB_TYPES:
         raise CourseInputError(
             f"perturb_type={perturb_type!r} is not supported. Fix: use 'delete' or 'overexpress' "
             "(there is no 'mask' perturbation: Geneformer perturbs by changing the token order)."
@@ -147,7 +147,7 @@ def perturb_ids(
     >>> perturb_ids([2, 5, 6, 7, 3], [9], "overexpress", cls_id=2, eos_id=3, max_len=5).tolist()
     [2, 9, 5, 6, 3]
     """
-    check_perturb_type(perturb_type)
+    _check_perturb_type(perturb_type)
     x = np.asarray(ids, dtype=np.int64).reshape(-1)
     toks = np.asarray(tokens, dtype=np.int64).reshape(-1).tolist()
     toks = list(dict.fromkeys(int(t) for t in toks))

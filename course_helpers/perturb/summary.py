@@ -19,7 +19,7 @@ from .effects import in_silico_perturb
 from .inputs import _model_info, _resolve_genes, _symbols
 from .null import random_gene_null
 from .pairs import perturb_pairs
-from .rule import check_perturb_type
+from .rule import _check_perturb_type
 from .selection import _cells_reader, _parse_states, _select_cells
 from .stats import perturbation_stats
 from .warnings import (
@@ -87,6 +87,14 @@ class EffectSummary:
     warnings
         The :class:`~course_helpers.perturb.PerturbWarning` objects raised while computing
         (their attributes hold the data; see :attr:`messages` for the text).
+
+    Examples
+    --------
+    >>> import dataclasses
+    >>> [f.name for f in dataclasses.fields(EffectSummary)][:6]
+    ['genes', 'tokens', 'perturb_type', 'goal_state', 'effect', 'rows']
+
+    See :func:`summarize_effects` for one computed on the teaching model.
     """
 
     genes: list
@@ -246,7 +254,7 @@ def summarize_effects(
     >>> bool(s.synergy_mean == s.synergy_per_cell["synergy"].mean())
     True
     """
-    check_perturb_type(perturb_type)
+    _check_perturb_type(perturb_type)
     if isinstance(genes, (str, int, np.integer)):
         genes = [genes]
     genes = list(genes)

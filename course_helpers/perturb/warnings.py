@@ -9,7 +9,17 @@ from .._utils import CourseWarning
 
 
 class PerturbWarning(CourseWarning):
-    """Base class of the warnings of :mod:`course_helpers.perturb`."""
+    """Base class of the warnings of :mod:`course_helpers.perturb`.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warnings.warn(FewNullGenesWarning("Only 3 genes are available; using all of them.", 3, 9))
+    >>> [type(w.message).__name__ for w in caught if isinstance(w.message, PerturbWarning)]
+    ['FewNullGenesWarning']
+    """
 
 
 class GenesNotExpressedWarning(PerturbWarning):
