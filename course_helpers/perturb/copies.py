@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .inputs import _ModelInfo
+from ..model import ModelFacts
 from .rule import _perturb_rows
 
 
@@ -34,7 +34,7 @@ class _Block:
 
 def _build_block(
     x: np.ndarray,
-    info: _ModelInfo,
+    info: ModelFacts,
     perturb_type: str,
     P: np.ndarray,
     T: np.ndarray,
@@ -65,7 +65,7 @@ def _build_block(
             meta = {c: np.asarray(v)[keep] for c, v in meta.items()}
     if len(src) == 0 or src.shape[1] == 0:
         return None
-    special = np.isin(x, info.specials)
+    special = np.isin(x, info.special_ids)
     cmp = (src >= 0) & ~special[np.clip(src, 0, None)]
     if group:
         cmp[:, front : front + group] = False
@@ -81,8 +81,8 @@ def _build_block(
     )
 
 
-def _gene_positions(x: np.ndarray, info: _ModelInfo) -> np.ndarray:
-    return np.flatnonzero(~np.isin(x, info.specials))
+def _gene_positions(x: np.ndarray, info: ModelFacts) -> np.ndarray:
+    return np.flatnonzero(~np.isin(x, info.special_ids))
 
 
 def _first_position(x: np.ndarray) -> dict[int, int]:

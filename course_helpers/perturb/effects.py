@@ -9,17 +9,16 @@ import numpy as np
 import pandas as pd
 
 from .._utils import CourseInputError
+from ..model import model_facts
+from ..tokenize import TokenizedCells
 from .copies import _Block, _blocks_for_cell
 from .engine import _Engine, _run
 from .inputs import (
     _check_common,
-    _model_info,
     _resolve_emb_mode,
-    _resolve_genes,
     _symbols,
 )
 from .selection import (
-    _cells_reader,
     _check_cls_cells,
     _parse_states,
     _select_cells,
@@ -266,7 +265,7 @@ def in_silico_perturb(
     (['state', 'shift'], ['diseased', 'healthy'])
     """
     _check_common(perturb_type, emb_mode)
-    info = _model_info(model, emb_layer)
+    info = model_facts(model, emb_layer=emb_layer)
     emb_mode = _resolve_emb_mode(emb_mode, info)
     cls_mode = emb_mode.startswith("cls")
     if context_only and cls_mode:
@@ -290,10 +289,10 @@ def in_silico_perturb(
             "anchor_gene= is only used with combos=1. Fix: pass combos=1 as well."
         )
     anchor = (
-        _resolve_genes([anchor_gene], info, "anchor_gene")[0] if anchor_gene is not None else None
+        info.resolve_genes([anchor_gene], argname="anchor_gene")[0] if anchor_gene is not None else None
     )
     all_genes = isinstance(genes, str) and genes == "all"
-    tokens = None if all_genes else _resolve_genes(genes, info)
+    tokens = None if all_genes else info.resolve_genes(genes)
     if context_only and cell_states is None:
         raise CourseInputError(
             "context_only=True changes how the shift toward cell states is measured, so it needs "
@@ -301,7 +300,7 @@ def in_silico_perturb(
             "effect, cos_sim, already leaves the perturbed gene out)."
         )
     states = _parse_states(cell_states)
-    reader = _cells_reader(dataset)
+    reader = TokenizedCells(dataset)
     sel = _select_cells(reader, info, cells, max_cells, seed, states)
     if cls_mode:
         _check_cls_cells(sel, info)

@@ -9,9 +9,8 @@ import numpy as np
 
 from .._utils import CourseInputError
 from .._utils import progress as _progress
-from ..model import hidden_states, length_sorted_batches, pad_batch
+from ..model import ModelFacts, hidden_states, length_sorted_batches, pad_batch
 from .copies import _Block
-from .inputs import _ModelInfo
 from .selection import _Selection
 
 #: Perturbed copies collected before they are sorted by length and run (as multiples of
@@ -23,7 +22,7 @@ class _Engine:
     """Runs blocks of perturbed cells through the encoder and fills in their results."""
 
     def __init__(
-        self, info: _ModelInfo, batch_size: int, state_mat, want_genes: bool, context_only=False,
+        self, info: ModelFacts, batch_size: int, state_mat, want_genes: bool, context_only=False,
         cls_mode=False,
     ):
         import torch
@@ -35,7 +34,7 @@ class _Engine:
         self.dev = info.device
         # float64 for the cosines (MPS has no float64)
         self.cdtype = torch.float32 if info.device.type == "mps" else torch.float64
-        self.specials_t = torch.as_tensor(info.specials, device=self.dev)
+        self.specials_t = torch.as_tensor(info.special_ids, device=self.dev)
         self.state_n = None  # (n_states, hidden) state embeddings
         if state_mat is not None:
             self.state_n = torch.as_tensor(state_mat, dtype=self.cdtype, device=self.dev)
@@ -46,7 +45,7 @@ class _Engine:
 
     # -- helpers -----------------------------------------------------------------------------
     def _hidden(self, ids, mask):
-        h = hidden_states(self.info.model, ids, mask, layer=self.info.layer)
+        h = hidden_states(self.info.model, ids, mask, layer=self.info.emb_layer)
         return h
 
     def _cos_states(self, cemb):
@@ -207,7 +206,7 @@ class _Engine:
 
 
 def _run(
-    info: _ModelInfo,
+    info: ModelFacts,
     sel: _Selection,
     make_blocks,
     batch_size,

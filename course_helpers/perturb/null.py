@@ -8,9 +8,11 @@ import numpy as np
 import pandas as pd
 
 from .._utils import CourseInputError
+from ..model import model_facts
+from ..tokenize import TokenizedCells
 from .effects import in_silico_perturb
-from .inputs import _check_common, _model_info, _resolve_genes
-from .selection import _cells_reader, _parse_states, _select_cells
+from .inputs import _check_common
+from .selection import _parse_states, _select_cells
 from .warnings import FewNullGenesWarning
 
 
@@ -69,14 +71,14 @@ def random_gene_null(
     if int(n_genes) < 1:
         raise CourseInputError(f"n_genes must be at least 1, got {n_genes}.")
     _check_common(perturb_type, kwargs.get("emb_mode"))
-    info = _model_info(model, kwargs.get("emb_layer", -1))
+    info = model_facts(model, emb_layer=kwargs.get("emb_layer", -1))
     states = _parse_states(cell_states)
-    reader = _cells_reader(dataset)
+    reader = TokenizedCells(dataset)
     sel = _select_cells(reader, info, kwargs.get("cells"), kwargs.get("max_cells"), seed, states)
     pool = np.unique(np.concatenate(sel.xs))
-    pool = pool[~np.isin(pool, info.specials)]
+    pool = pool[~np.isin(pool, info.special_ids)]
     if exclude is not None:
-        pool = pool[~np.isin(pool, _resolve_genes(exclude, info, "exclude"))]
+        pool = pool[~np.isin(pool, info.resolve_genes(exclude, argname="exclude"))]
     if len(pool) == 0:
         raise CourseInputError("The chosen cells express no gene to draw a null from.")
     if int(n_genes) > len(pool):

@@ -7,11 +7,13 @@ import numpy as np
 import pandas as pd
 
 from .._utils import CourseInputError
+from ..model import model_facts
+from ..tokenize import TokenizedCells
 from .copies import _build_block, _first_position
 from .effects import _as_array
 from .engine import _run
-from .inputs import _check_common, _model_info, _resolve_emb_mode, _resolve_genes, _symbols
-from .selection import _cells_reader, _check_cls_cells, _parse_states, _select_cells, _state_matrix
+from .inputs import _check_common, _resolve_emb_mode, _symbols
+from .selection import _check_cls_cells, _parse_states, _select_cells, _state_matrix
 
 
 def perturb_pairs(
@@ -78,7 +80,7 @@ def perturb_pairs(
     True
     """
     _check_common(perturb_type, emb_mode)
-    info = _model_info(model, emb_layer)
+    info = model_facts(model, emb_layer=emb_layer)
     emb_mode = _resolve_emb_mode(emb_mode, info)
     if emb_mode.endswith("_and_gene"):
         raise CourseInputError(
@@ -101,14 +103,14 @@ def perturb_pairs(
         )
     tok_pairs = []
     for a, b in pairs:
-        ta = _resolve_genes([a], info, "pairs")[0]
-        tb = _resolve_genes([b], info, "pairs")[0]
+        ta = info.resolve_genes([a], argname="pairs")[0]
+        tb = info.resolve_genes([b], argname="pairs")[0]
         if ta == tb:
             raise CourseInputError(f"The pair ({a!r}, {b!r}) names the same gene twice.")
         tok_pairs.append((ta, tb))
     tok_pairs = list(dict.fromkeys(tok_pairs))
     states = _parse_states(cell_states)
-    reader = _cells_reader(dataset)
+    reader = TokenizedCells(dataset)
     sel = _select_cells(reader, info, cells, max_cells, seed, states)
     if cls_mode:
         _check_cls_cells(sel, info)

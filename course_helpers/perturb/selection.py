@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .._utils import CourseInputError
-from .inputs import _ModelInfo
+from ..model import ModelFacts
 
 
 @dataclass
@@ -51,13 +51,7 @@ def _parse_states(cell_states):
     return str(cell_states["state_key"]), states
 
 
-def _cells_reader(dataset):
-    from ..embed import _Cells
-
-    return _Cells(dataset)
-
-
-def _select_cells(reader, info: _ModelInfo, cells, max_cells, seed, states) -> _Selection:
+def _select_cells(reader, info: ModelFacts, cells, max_cells, seed, states) -> _Selection:
     n = reader.n
     has_id = "cell_id" in reader.columns
     rows = np.arange(n)
@@ -139,7 +133,7 @@ def _select_cells(reader, info: _ModelInfo, cells, max_cells, seed, states) -> _
 
 
 def _state_matrix(
-    model, dataset, reader, info: _ModelInfo, states, state_embs, batch_size, progress, cls=False
+    model, dataset, reader, info: ModelFacts, states, state_embs, batch_size, progress, cls=False
 ) -> np.ndarray:
     """(n_states, hidden) float64 state embeddings in the order start, goal, alt..."""
     key, names = states
@@ -161,7 +155,7 @@ def _state_matrix(
             dataset,
             key,
             states=names,
-            layer=info.layer,
+            layer=info.emb_layer,
             batch_size=batch_size,
             progress=progress,
             cls=bool(cls),
@@ -203,7 +197,7 @@ def _to_np(v) -> np.ndarray:
     return np.asarray(v, dtype=np.float64).reshape(-1)
 
 
-def _check_cls_cells(sel: _Selection, info: _ModelInfo) -> None:
+def _check_cls_cells(sel: _Selection, info: ModelFacts) -> None:
     bad = [int(r) for r, x in zip(sel.rows, sel.xs)
            if not len(x) or x[0] != info.cls_id or x[-1] != info.eos_id]
     if bad:

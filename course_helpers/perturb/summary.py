@@ -15,12 +15,14 @@ import numpy as np
 import pandas as pd
 
 from .._utils import CourseInputError
+from ..model import model_facts
+from ..tokenize import TokenizedCells
 from .effects import in_silico_perturb
-from .inputs import _model_info, _resolve_genes, _symbols
+from .inputs import _symbols
 from .null import random_gene_null
 from .pairs import perturb_pairs
 from .rule import _check_perturb_type
-from .selection import _cells_reader, _parse_states, _select_cells
+from .selection import _parse_states, _select_cells
 from .stats import perturbation_stats
 from .warnings import (
     FewCellsWarning,
@@ -148,8 +150,8 @@ def _sem(v) -> float:
 def _choose_rows(model, dataset, tokens, perturb_type, cells, cell_states, n_cells, seed):
     """Rows eligible for the perturbation (start state; with delete: expressing a chosen gene),
     at most ``n_cells`` of them (a seeded random choice)."""
-    info = _model_info(model, -1)
-    sel = _select_cells(_cells_reader(dataset), info, cells, None, seed, _parse_states(cell_states))
+    info = model_facts(model)
+    sel = _select_cells(TokenizedCells(dataset), info, cells, None, seed, _parse_states(cell_states))
     rows, xs = np.asarray(sel.rows, dtype=np.int64), sel.xs
     if perturb_type == "delete":
         toks = np.asarray(tokens, dtype=np.int64)
@@ -260,10 +262,10 @@ def summarize_effects(
     genes = list(genes)
     if not genes:
         raise CourseInputError("genes is empty. Fix: pass at least one gene to perturb.")
-    info = _model_info(model, emb_layer)
+    info = model_facts(model, emb_layer=emb_layer)
     labels, tokens = [], []
     for g in genes:
-        t = _resolve_genes([g], info)[0]
+        t = info.resolve_genes([g])[0]
         if t not in tokens:
             labels.append(str(g))
             tokens.append(int(t))

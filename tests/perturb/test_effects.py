@@ -44,7 +44,8 @@ def _v2_copy(model):
     copy = transformers.BertForMaskedLM(model.config).eval()
     copy.load_state_dict(model.state_dict())
     copy.gene_vocab = SimpleNamespace(pad_token_id=0, mask_token_id=1, cls_token_id=2,
-                                      eos_token_id=3, symbols=lambda ids: [str(i) for i in ids])
+                                      eos_token_id=3, symbols=lambda ids: [str(i) for i in ids],
+                                      resolve=lambda genes, argname="genes": [int(g) for g in genes])
     return copy
 
 
