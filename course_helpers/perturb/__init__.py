@@ -31,7 +31,8 @@ Files (one concern each; the public names are re-exported here)
 * ``summary.py`` - :func:`summarize_effects` / :class:`EffectSummary`: the tables an explorer
   shows for a few chosen genes (effects, null, per-gene summary, moved genes, synergy).
 * ``warnings.py`` - the warning classes (:class:`PerturbWarning` and subclasses).
-* ``inputs.py`` - model facts, gene names to token ids, ``perturb_type`` / ``emb_mode`` checks.
+* ``inputs.py`` - ``perturb_type`` / ``emb_mode`` checks, token ids to symbols (model facts and
+  gene names: :func:`course_helpers.model.model_facts`, ``ModelFacts.resolve_genes``).
 * ``selection.py`` - which cells are perturbed; cell-state embeddings.
 * ``copies.py`` - perturbed copies of a cell as blocks of index arithmetic (uses ``rule.py``).
 * ``engine.py`` - runs the blocks through the encoder and compares embeddings.
