@@ -45,7 +45,7 @@ class _Engine:
 
     # -- helpers -----------------------------------------------------------------------------
     def _hidden(self, ids, mask):
-        h = hidden_states(self.info.model, ids, mask, layer=self.info.emb_layer)
+        h = hidden_states(self.info.model, ids, mask, emb_layer=self.info.emb_layer)
         return h
 
     def _cos_states(self, cemb):
