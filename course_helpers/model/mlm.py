@@ -10,7 +10,7 @@ from .._utils import CourseInputError
 from .batching import length_sorted_batches, pad_batch
 
 
-def masked_gene_accuracy(model, dataset, n_cells: int | None = 100, mask_prob: float = 0.15,
+def masked_gene_accuracy(model, dataset, n_cells: int | None = 100, mask_prob: float = 0.15, *,
                          k: int = 10, batch_size: int = 16, seed: int = 0,
                          progress: bool = False):
     """Masked-gene prediction accuracy vs a position-frequency baseline.

@@ -23,6 +23,7 @@ def tokenize(
     vocab,
     model_version: str = "V1",
     cell_attrs=("cell_id",),
+    *,
     gene_id_col: str | None = "ensembl_id",
     counts_col: str = "n_counts",
     model_input_size: int | None = None,
@@ -30,7 +31,6 @@ def tokenize(
     map_symbols: bool = False,
     progress: bool = True,
     layer: str | None = None,
-    *,
     gene_mapping="auto",
 ):
     """Rank-value encode cells into a Hugging Face dataset (Geneformer tokenizer).
@@ -173,6 +173,7 @@ def tokenize_to_disk(
     path,
     vocab,
     model_version: str = "V1",
+    *,
     cell_attrs=("cell_id",),
     gene_id_col: str | None = "ensembl_id",
     counts_col: str = "n_counts",
@@ -182,7 +183,6 @@ def tokenize_to_disk(
     progress: bool = True,
     layer: str | None = None,
     overwrite: bool = False,
-    *,
     gene_mapping="auto",
 ):
     """Tokenise and save to ``path``; streams chunk by chunk for file input.
@@ -210,13 +210,13 @@ def tokenize_to_disk(
             vocab,
             model_version,
             cell_attrs,
-            gene_id_col,
-            counts_col,
-            model_input_size,
-            chunk_size,
-            map_symbols,
-            progress,
-            layer,
+            gene_id_col=gene_id_col,
+            counts_col=counts_col,
+            model_input_size=model_input_size,
+            chunk_size=chunk_size,
+            map_symbols=map_symbols,
+            progress=progress,
+            layer=layer,
             gene_mapping=gene_mapping,
         )
         save(ds, path, overwrite=overwrite)
