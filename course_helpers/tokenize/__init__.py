@@ -35,11 +35,14 @@ Files
 
 Examples
 --------
+>>> from course_helpers.data import load_tissue
 >>> from course_helpers.vocab import GeneVocab
 >>> from course_helpers.tokenize import tokenize
->>> vocab = GeneVocab.teaching()  # doctest: +SKIP
->>> ds = tokenize(adata, vocab, cell_attrs=["cell_id", "cell_type"])  # doctest: +SKIP
->>> ds[0]["input_ids"][:5], ds[0]["length"]  # doctest: +SKIP
+>>> vocab = GeneVocab.teaching()
+>>> adata = load_tissue("chapter")[:20]
+>>> ds = tokenize(adata, vocab, cell_attrs=["cell_id", "cell_type"], progress=False)
+>>> ds[0]["input_ids"][:5], ds[0]["length"]
+([1323, 879, 416, 1242, 41], 338)
 """
 
 from __future__ import annotations

@@ -128,7 +128,13 @@ class TokenizedCells:
         return [self._ids[i] for i in idx]
 
     def iter_chunks(self, indices, chunk: int = 2048):
-        """Yield :meth:`ids` of ``indices`` in chunks of ``chunk`` cells."""
+        """Yield :meth:`ids` of ``indices`` in chunks of ``chunk`` cells.
+
+        Examples
+        --------
+        >>> list(TokenizedCells([[5], [6], [7]]).iter_chunks([0, 1, 2], chunk=2))
+        [[[5], [6]], [[7]]]
+        """
         for s in range(0, len(indices), int(chunk)):
             yield self.ids(indices[s:s + int(chunk)])
 

@@ -50,7 +50,17 @@ def tokenization_info(dataset) -> dict:
 
     Examples
     --------
-    >>> tokenization_info(ds)["gene_id_mapping"]  # doctest: +SKIP
+    >>> from course_helpers.tokenize import tokenize
+    >>> from course_helpers.data import load_tissue
+    >>> from course_helpers.vocab import GeneVocab
+    >>> ds = tokenize(load_tissue("chapter")[:20], GeneVocab.teaching(), progress=False)
+    >>> info = tokenization_info(ds)
+    >>> info["vocab"], info["model_version"], info["gene_id_mapping"], info["n_input_genes_used"]
+    ('teaching', 'V1', None, 2000)
+
+    With the published V1 dictionaries, ``gene_id_mapping`` names the mapping dictionary:
+
+    >>> tokenization_info(ds_v1)["gene_id_mapping"]  # doctest: +SKIP
     'geneformer-v1 Ensembl ID mapping dictionary'
     """
     import json
@@ -81,8 +91,14 @@ def save(dataset, path, overwrite: bool = False) -> Path:
 
     Examples
     --------
-    >>> save(ds, "tokenized/pbmc")  # doctest: +SKIP
-    PosixPath('tokenized/pbmc')
+    >>> import os, tempfile
+    >>> from course_helpers.tokenize import tokenize
+    >>> from course_helpers.data import load_tissue
+    >>> from course_helpers.vocab import GeneVocab
+    >>> ds = tokenize(load_tissue("chapter")[:20], GeneVocab.teaching(), progress=False)
+    >>> path = save(ds, os.path.join(tempfile.mkdtemp(), "tokenized"))
+    >>> path.name, load(path).num_rows
+    ('tokenized', 20)
     """
     import datasets
 
@@ -102,7 +118,14 @@ def load(path):
 
     Examples
     --------
-    >>> ds = load("tokenized/pbmc")  # doctest: +SKIP
+    >>> import os, tempfile
+    >>> from course_helpers.tokenize import tokenize
+    >>> from course_helpers.data import load_tissue
+    >>> from course_helpers.vocab import GeneVocab
+    >>> ds = tokenize(load_tissue("chapter")[:20], GeneVocab.teaching(), progress=False)
+    >>> folder = save(ds, os.path.join(tempfile.mkdtemp(), "tokenized"))
+    >>> load(folder).column_names
+    ['input_ids', 'length', 'cell_id']
     """
     import datasets
 

@@ -88,10 +88,15 @@ def tokenize(
 
     Examples
     --------
+    >>> from course_helpers.data import load_tissue
     >>> from course_helpers.vocab import GeneVocab
-    >>> vocab = GeneVocab.teaching()  # doctest: +SKIP
-    >>> ds = tokenize(adata, vocab, cell_attrs=["cell_id", "cell_type"])  # doctest: +SKIP
-    >>> vocab.symbols(ds[0]["input_ids"][:5])  # the cell's five top-ranked genes  # doctest: +SKIP
+    >>> vocab = GeneVocab.teaching()
+    >>> adata = load_tissue("chapter")[:20]
+    >>> ds = tokenize(adata, vocab, cell_attrs=["cell_id", "cell_type"], progress=False)
+    >>> ds.num_rows, ds.column_names
+    (20, ['input_ids', 'length', 'cell_id', 'cell_type'])
+    >>> vocab.symbols(ds[0]["input_ids"][:5])  # the cell's five top-ranked genes
+    ['COL3A1', 'LUM', 'COL1A1', 'COL1A2', 'DCN']
     """
     import pyarrow as pa
 
@@ -200,6 +205,17 @@ def tokenize_to_disk(
 
     Examples
     --------
+    >>> import os, tempfile
+    >>> from course_helpers.data import load_tissue
+    >>> from course_helpers.vocab import GeneVocab
+    >>> out = os.path.join(tempfile.mkdtemp(), "tokenized")
+    >>> ds = tokenize_to_disk(load_tissue("chapter")[:20], out, GeneVocab.teaching(),
+    ...                       progress=False)
+    >>> ds.num_rows
+    20
+
+    For a large ``.h5ad`` file pass its path: it is read in backed mode, chunk by chunk.
+
     >>> ds = tokenize_to_disk("pbmc.h5ad", "tokenized/pbmc", GeneVocab.teaching())  # doctest: +SKIP
     """
     path = _check_target(path, overwrite)
