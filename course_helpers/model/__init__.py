@@ -25,7 +25,7 @@ Files
 - ``specs.py``: KNOWN_MODELS / ModelSpec (the models known by name), HUB_REPO, HUB_REVISION
 - ``folder.py``: reading a model folder (config, weights, vocabulary), check_vocab_matches_model
 - ``device.py``: pick_device
-- ``facts.py``: ModelFacts / model_facts (special tokens, sizes, device, layer; _resolve_genes)
+- ``facts.py``: ModelFacts / model_facts (special tokens, sizes, device, layer; resolve_genes)
 - ``hidden.py``: resolve_layer (the emb_layer convention) and hidden_states
 - ``batching.py``: pad_batch, length_sorted_batches, forward_memory_bytes
 - ``mlm.py``: masked_gene_accuracy

@@ -83,7 +83,7 @@ class ModelFacts:
         """
         return np.isin(np.asarray(token_ids, dtype=np.int64), self.special_ids)
 
-    def _resolve_genes(self, genes, *, argname: str = "genes") -> list[int]:
+    def resolve_genes(self, genes, *, argname: str = "genes") -> list[int]:
         """Token ids of genes for this model: :meth:`GeneVocab.resolve` with the model's checks.
 
         Names need the model's vocabulary; token ids must be gene tokens below ``vocab_size``
@@ -93,9 +93,9 @@ class ModelFacts:
         --------
         >>> from course_helpers.model import load_model
         >>> facts = model_facts(load_model("teaching"))
-        >>> facts._resolve_genes(["VWF", 5])
+        >>> facts.resolve_genes(["VWF", 5])
         [439, 5]
-        >>> facts._resolve_genes([0])
+        >>> facts.resolve_genes([0])
         Traceback (most recent call last):
         ...
         course_helpers._utils.CourseInputError: Token id(s) [0] in genes are not gene tokens ...

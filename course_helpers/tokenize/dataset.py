@@ -119,13 +119,13 @@ def load(path):
     Examples
     --------
     >>> import os, tempfile
-    >>> from course_helpers.tokenize import tokenize
     >>> from course_helpers.data import load_tissue
-    >>> from course_helpers.vocab import GeneVocab
-    >>> ds = tokenize(load_tissue("chapter")[:20], GeneVocab.teaching(), progress=False)
-    >>> folder = save(ds, os.path.join(tempfile.mkdtemp(), "tokenized"))
-    >>> load(folder).column_names
-    ['input_ids', 'length', 'cell_id']
+    >>> from course_helpers.tokenize import tokenize_to_disk
+    >>> folder = os.path.join(tempfile.mkdtemp(), "tokenized")
+    >>> _ = tokenize_to_disk(load_tissue("chapter")[:5], folder, "teaching", progress=False)
+    >>> ds = load(folder)
+    >>> ds.num_rows, ds.column_names
+    (5, ['input_ids', 'length', 'cell_id'])
     """
     import datasets
 

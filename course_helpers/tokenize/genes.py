@@ -12,12 +12,10 @@ import numpy as np
 import pandas as pd
 
 from .._utils import CourseInputError
-from ..vocab import GeneVocab
+from ..vocab import ENSEMBL_ID_RE, VERSIONED_ID_RE, GeneVocab
 
 _HUMAN_RE = re.compile(r"^ENSGR?\d{11}$")
 _MOUSE_RE = re.compile(r"^ENSMUSG\d{11}$")
-_ANY_ENSEMBL_RE = re.compile(r"^ENS[A-Z]*G[R]?\d{6,}$")
-_VERSIONED_RE = re.compile(r"^(ENS[A-Z]*G[R]?\d{6,})\.\d+(_PAR_Y)?$")
 
 
 def _resolve_vocab(vocab) -> GeneVocab:
@@ -61,7 +59,7 @@ def _gene_ids(adata, gene_id_col, vocab: GeneVocab, map_symbols: bool) -> np.nda
     ser = pd.Series(np.asarray(raw, dtype=object)).fillna("").astype(str).str.strip()
     # Ensembl version suffixes
     if ser.str.contains(".", regex=False).any():
-        stripped = ser.str.replace(_VERSIONED_RE, r"\1", regex=True)
+        stripped = ser.str.replace(VERSIONED_ID_RE, r"\1", regex=True)
         changed = np.flatnonzero((stripped != ser).to_numpy())
         if changed.size:
             i = changed[0]
@@ -78,7 +76,7 @@ def _gene_ids(adata, gene_id_col, vocab: GeneVocab, map_symbols: bool) -> np.nda
     is_mouse = ser.str.match(_MOUSE_RE).to_numpy(dtype=bool)
     n_human = int(ser.str.match(_HUMAN_RE).sum())
     n_mouse = int(is_mouse.sum())
-    n_ens = int(ser.str.match(_ANY_ENSEMBL_RE).sum())
+    n_ens = int(ser.str.match(ENSEMBL_ID_RE).sum())
     if n_mouse > 0 and n_mouse >= n_human:
         ex = ids[np.argmax(is_mouse)]
         raise CourseInputError(
@@ -109,7 +107,7 @@ def _gene_ids(adata, gene_id_col, vocab: GeneVocab, map_symbols: bool) -> np.nda
             and var[c].dtype == object
             and np.mean(
                 [
-                    bool(_ANY_ENSEMBL_RE.match(_VERSIONED_RE.sub(r"\1", str(v))))
+                    bool(ENSEMBL_ID_RE.match(VERSIONED_ID_RE.sub(r"\1", str(v))))
                     for v in var[c].iloc[:200]
                 ]
             )

@@ -17,6 +17,12 @@ from .readers import TSV_COLUMNS, _as_int, _looks_ensembl, _read_rows, _strip_ve
 from .resolve import _resolve_genes, _suggest_genes
 
 
+def _special_token_id(token: str) -> property:
+    """A read-only property: the id of special ``token`` in the dictionary, or ``None``."""
+    return property(lambda self: self.token_to_id.get(token),
+                    doc=f"Token id of ``{token}`` (``None`` if the dictionary has none).")
+
+
 class GeneVocab:
     """Token dictionary, gene medians and gene-name dictionary of one Geneformer model.
 
@@ -139,21 +145,10 @@ class GeneVocab:
         """Special tokens (``<...>``) present in the dictionary, with their ids."""
         return {k: v for k, v in self.token_to_id.items() if self._is_special(k)}
 
-    @property
-    def pad_token_id(self) -> int | None:
-        return self.token_to_id.get("<pad>")
-
-    @property
-    def mask_token_id(self) -> int | None:
-        return self.token_to_id.get("<mask>")
-
-    @property
-    def cls_token_id(self) -> int | None:
-        return self.token_to_id.get("<cls>")
-
-    @property
-    def eos_token_id(self) -> int | None:
-        return self.token_to_id.get("<eos>")
+    pad_token_id = _special_token_id("<pad>")
+    mask_token_id = _special_token_id("<mask>")
+    cls_token_id = _special_token_id("<cls>")
+    eos_token_id = _special_token_id("<eos>")
 
     @property
     def version(self) -> str:
