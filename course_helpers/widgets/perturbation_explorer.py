@@ -18,38 +18,18 @@ import pandas as pd
 
 from .. import plotting
 from .._utils import CourseInputError
+from ..model import model_facts
 from ..vocab import close_matches
 from . import drawing
 from .base import _Explorer, _whole_number
 from .cells import _did_you_mean, _lookup, _model_vocab, _read_cells
 from .perturbation_widget import _PerturbationWidget
 
+_TABLES = ("effects", "null", "summary", "moved_genes", "map", "synergy")
 
-def _perturbed_ids(ids: np.ndarray, tokens: Sequence[int], perturb_type: str, vocab,
-                   max_len: int | None) -> np.ndarray:
-    """The cell's token ids after deleting / overexpressing ``tokens`` together.
 
-    Same rules as :mod:`course_helpers.perturb` (used only to place perturbed cells on the
-    embedding map): delete removes the genes; overexpress moves the present genes to the front
-    (after ``<cls>``) in their original order, inserts absent ones after them and cuts the cell to
-    ``max_len`` (keeping ``<eos>`` last).
-    """
-    ids = np.asarray(ids, dtype=np.int64)
-    toks = [int(t) for t in tokens]
-    if perturb_type == "delete":
-        return ids[~np.isin(ids, toks)]
-    cls_id = getattr(vocab, "cls_token_id", None)
-    eos_id = getattr(vocab, "eos_token_id", None)
-    head = [int(ids[0])] if cls_id is not None and len(ids) and ids[0] == cls_id else []
-    tail = [int(ids[-1])] if eos_id is not None and len(ids) and ids[-1] == eos_id else []
-    body = ids[len(head): len(ids) - len(tail)]
-    present = [int(t) for t in body if int(t) in set(toks)]
-    absent = [t for t in toks if t not in set(body.tolist())]
-    rest = [int(t) for t in body if int(t) not in set(toks)]
-    out = head + present + absent + rest
-    if max_len:
-        out = out[: int(max_len) - len(tail)]
-    return np.asarray(out + tail, dtype=np.int64)
+def _empty_tables() -> dict[str, pd.DataFrame]:
+    return {k: pd.DataFrame() for k in _TABLES}
 
 
 class PerturbationExplorer(_PerturbationWidget, _Explorer):
@@ -111,6 +91,7 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
 
     With two genes, ``data()["synergy"]`` compares them together with each alone;
     ``n_random=`` random genes in the same cells give the comparison ``data()["null"]``.
+
     >>> fig = ex.figure()  # the static figure (what the book shows where no kernel runs)
     """
 
@@ -164,7 +145,7 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
             self._user_embeddings = emb
         self._user_state_embs = None if state_embs is None else {
             str(k): np.asarray(v, dtype=np.float32) for k, v in dict(state_embs).items()}
-        self._max_len = int(getattr(model.config, "max_position_embeddings", 0) or 0) or None
+        self._facts = model_facts(model, emb_layer=self.emb_layer)
         self._cache: dict[str, Any] = {}
         self._views: OrderedDict[str, dict] = OrderedDict()
         self._gene_options: list[str] | None = None
@@ -210,20 +191,17 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
         Examples
         --------
         >>> from course_helpers.model import load_model
-        >>> model = load_model("teaching")
-        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
-        >>> cells = {"input_ids": [ids, ids[::-1], ids[1:] + ids[:1], ids[2:] + ids[:2]],
-        ...          "state": ["healthy", "healthy", "diseased", "diseased"]}
-        >>> ex = PerturbationExplorer(model, cells, "state", start_state="diseased",
-        ...                           genes=["GATA4"], n_cells=2, n_random=0)
-        >>> ex.set(genes="GATA4 + NOTAGENE", perturb_type="overexpress").state["genes"]
-        ['GATA4']
+        >>> cells = {"input_ids": [[5, 6, 7], [7, 6, 5], [6, 5, 7]], "state": ["a", "b", "b"]}
+        >>> ex = PerturbationExplorer(load_model("teaching"), cells, "state", genes="CD99",
+        ...                           n_cells=3, n_random=0)
+        >>> ex.set(genes="CD99 + NOTAGENE", perturb_type="overexpress").state["genes"]
+        ['CD99']
         >>> print(ex.message)
-        Not in the model's vocabulary, ignored: NOTAGENE...
+        Not in the model's vocabulary, ignored: NOTAGENE. Did you mean: ...?
         >>> print(ex.set(cells="nowhere").message)  # the old value stays
-        No cells with state == 'nowhere'. States: healthy, diseased.
+        No cells with state == 'nowhere'. States: a, b.
         >>> ex.state["cells"]
-        'diseased'
+        'all'
         """
         self._check_names(controls)
         msgs: list[str] = []
@@ -248,11 +226,15 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
             genes = list(dict.fromkeys(str(g).strip() for g in value if str(g).strip()))
             known, unknown = [], []
             for g in genes:
-                (unknown if _lookup(self.vocab, g) is None else known).append(g)
+                tok = _lookup(self.vocab, g)
+                if tok is None:
+                    unknown.append(g)
+                else:  # the vocabulary's symbol, as the result tables name the gene
+                    known.append(str(self.vocab.symbols([tok])[0]))
             if unknown:
                 hint = "".join(_did_you_mean(self.vocab.suggest(u)) for u in unknown[:2])
                 msgs.append(f"Not in the model's vocabulary, ignored: {', '.join(unknown)}.{hint}")
-            return known
+            return list(dict.fromkeys(known))
         if key == "perturb_type":
             v = str(value).lower()
             if v not in ("delete", "overexpress"):
@@ -262,21 +244,12 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
         if key == "cells":
             if value is None or str(value).lower() in ("all", "(all)", "all cells"):
                 return "all"
-            if str(value) not in self.states:
-                raise CourseInputError(
-                    f"No cells with {self.state_key} == {value!r}. States: "
-                    f"{', '.join(self.states[:12])}."
-                    + _did_you_mean(close_matches(str(value), self.states)))
-            return str(value)
+            return self._known_state(value, f"No cells with {self.state_key} == {value!r}.")
         if key == "goal_state":
             if value is None or str(value) in ("", "(none)", "none"):
                 return None
-            if str(value) not in self.states:
-                raise CourseInputError(
-                    f"Goal state {value!r} does not occur in column {self.state_key!r}. States: "
-                    f"{', '.join(self.states[:12])}."
-                    + _did_you_mean(close_matches(str(value), self.states)))
-            return str(value)
+            return self._known_state(
+                value, f"Goal state {value!r} does not occur in column {self.state_key!r}.")
         if key in ("n_cells", "n_random", "seed"):
             iv = _whole_number(key, value)
             if key == "n_cells" and iv < 1:
@@ -287,28 +260,29 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
             return iv
         raise AssertionError(key)  # pragma: no cover
 
+    def _known_state(self, value, problem: str) -> str:
+        """``value`` as a state of the dataset, or an error listing the states (and close ones)."""
+        if str(value) in self.states:
+            return str(value)
+        raise CourseInputError(f"{problem} States: {', '.join(self.states[:12])}."
+                               + _did_you_mean(close_matches(str(value), self.states)))
+
     def gene_options(self) -> list[str]:
         """Symbols of the genes present in the cells (most frequent first; for autocomplete).
 
         Examples
         --------
         >>> from course_helpers.model import load_model
-        >>> model = load_model("teaching")
-        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
-        >>> cells = {"input_ids": [ids, ids[::-1], ids[1:] + ids[:1], ids[2:] + ids[:2]],
-        ...          "state": ["healthy", "healthy", "diseased", "diseased"]}
-        >>> ex = PerturbationExplorer(model, cells, "state", start_state="diseased",
-        ...                           genes=["GATA4"], n_cells=2, n_random=0)
-        >>> sorted(ex.gene_options())
-        ['GATA4', 'HAND2', 'MYBPC3', 'MYH6', 'TNNI3', 'TNNT2']
+        >>> cells = {"input_ids": [[5, 6, 7], [7, 6]], "state": ["a", "b"]}
+        >>> PerturbationExplorer(load_model("teaching"), cells, "state").gene_options()
+        ['WNT16', 'SNX11', 'CD99']
         """
         if self._gene_options is None:
             ids = self.cells.all_ids()
             flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
             uniq, cnt = np.unique(flat, return_counts=True)
             counts = dict(zip(uniq.tolist(), cnt.tolist()))
-            specials = {getattr(self.vocab, n, None) for n in
-                        ("pad_token_id", "mask_token_id", "cls_token_id", "eos_token_id")}
+            specials = set(self._facts.special_ids.tolist())
             toks = [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
                     if t not in specials]
             syms = [str(s) for s in self.vocab.symbols(toks[:5000])]
@@ -316,24 +290,6 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
         return self._gene_options
 
     # -- computation -----------------------------------------------------------------------
-    def _eligible(self, tokens: list[int]) -> tuple[np.ndarray, list[str]]:
-        s = self._state
-        msgs = []
-        rows = np.arange(self.cells.n)
-        if s["cells"] != "all":
-            rows = rows[self._states_col == s["cells"]]
-        where = f"{self.state_key} == {s['cells']!r}" if s["cells"] != "all" else "the dataset"
-        if s["perturb_type"] == "delete":
-            self.cells.all_ids()  # bulk read once: row-by-row access is slow for big datasets
-            toks = np.asarray(tokens, dtype=np.int64)
-            rows = np.asarray([r for r in rows if np.isin(self.cells.ids_of(r), toks).any()],
-                              dtype=np.int64)
-            if rows.size == 0:
-                names = ", ".join(s["genes"])
-                msgs.append(f"No cell of {where} expresses {names}, so nothing can be deleted. "
-                            "Choose other genes or cells, or overexpress instead.")
-        return rows, msgs
-
     def _cell_states(self) -> dict | None:
         s = self._state
         if s["goal_state"] is None or s["cells"] == "all" or s["cells"] == s["goal_state"]:
@@ -359,7 +315,7 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
                     parts.append(idx)
                 rows = np.sort(np.concatenate(parts))
                 seqs = [list(map(int, self.cells.ids_of(r))) for r in rows]
-                emb = embed_cells(self.model, seqs, layer=self.emb_layer,
+                emb = embed_cells(self.model, seqs, self.emb_layer,  # the emb_layer
                                   batch_size=self.batch_size, progress=False)
             self._cache["reference"] = (rows, np.asarray(emb, dtype=np.float32))
         return self._cache["reference"]
@@ -393,35 +349,30 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
             self._cache["background"] = (rows, pca.transform(emb), pca)
         return self._cache["background"]
 
-    @staticmethod
-    def _effect(df: pd.DataFrame, goal) -> pd.Series:
-        if "shift" in df:
-            return df["shift"]
-        return 1.0 - df["cos_sim"]
-
     def _effect_label(self) -> str:
         cs = self._cell_states()
         return (f"shift towards {cs['goal_state']!r}" if cs is not None
                 else "embedding change (1 − cos_sim)")
 
-    def _compute(self) -> dict:
-        import warnings
+    def _start_rows(self) -> list[int] | None:
+        """Rows of the state whose cells are perturbed (``None``: every cell)."""
+        if self._state["cells"] == "all":
+            return None
+        return np.flatnonzero(self._states_col == self._state["cells"]).tolist()
 
-        from .. import perturb as _pert
-        from ..embed import embed_cells
+    def _compute(self) -> dict:
+        from ..perturb import summarize_effects
 
         s = self._state
         key = repr(sorted(s.items()))
         if key in self._views:
             self._views.move_to_end(key)
             return self._views[key]
-        empty = {k: pd.DataFrame() for k in ("effects", "null", "summary", "moved_genes", "map",
-                                             "synergy")}
-        view = {"tables": empty, "messages": [], "background": None, "genes": []}
+        view = {"tables": _empty_tables(), "messages": [], "background": None, "genes": [],
+                "rows": [], "min_cells": 1}
         if not s["genes"]:
             view["messages"].append("Choose at least one gene to perturb (type a symbol).")
             return self._remember(key, view)
-        tokens = [int(t) for t in self.vocab.tokens(s["genes"])]
         if s["goal_state"] is not None and s["cells"] == "all":
             view["messages"].append(
                 f"Choose which cells to perturb (a state other than {s['goal_state']!r}) to "
@@ -430,144 +381,64 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
             view["messages"].append(
                 f"The perturbed cells are already in the goal state {s['goal_state']!r}; "
                 "showing the embedding change instead. Choose another state to perturb.")
-        rows, msgs = self._eligible(tokens)
-        view["messages"] += msgs
-        if rows.size == 0:
-            return self._remember(key, view)
-        rng = np.random.default_rng(s["seed"])
-        if rows.size > s["n_cells"]:
-            rows = np.sort(rng.choice(rows, s["n_cells"], replace=False))
-        elif rows.size < s["n_cells"]:
-            view["messages"].append(f"Only {rows.size} cell(s) are eligible (n_cells="
-                                    f"{s['n_cells']}).")
-        rows = [int(r) for r in rows]
         cs = self._cell_states()
-        common = {"cells": rows, "emb_layer": self.emb_layer, "batch_size": self.batch_size,
-                      "progress": False}
-        if cs is not None:
-            common["state_embs"] = self._state_embs()
-        tables = dict(empty)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            long = _pert.in_silico_perturb(self.model, self.cells.dataset, s["perturb_type"],
-                                           genes=tokens, cell_states=cs,
-                                           emb_mode="cell_and_gene", **common)
-            res = long.cell_results
-            null = None
-            if s["n_random"] > 0:
-                try:
-                    null = _pert.random_gene_null(self.model, self.cells.dataset,
-                                                  n_genes=s["n_random"], seed=s["seed"],
-                                                  perturb_type=s["perturb_type"],
-                                                  cell_states=cs, exclude=tokens, **common)
-                except CourseInputError as err:
-                    view["messages"].append(f"No random-gene comparison: {err}")
-            synergy = None
-            if len(tokens) == 2:
-                try:
-                    synergy = _pert.perturb_pairs(self.model, self.cells.dataset,
-                                                  [tuple(tokens)], s["perturb_type"],
-                                                  cell_states=cs, **common)
-                except CourseInputError as err:
-                    view["messages"].append(f"No synergy view: {err}")
-        for w in caught:
-            if "expressed in none" in str(w.message) or "genes are available" in str(w.message):
-                view["messages"].append(str(w.message))
-        goal = None if cs is None else cs["goal_state"]
-        if cs is not None:
-            res = res[res["state"] == goal]
-            if null is not None:
-                null = null[null["state"] == goal]
-        eff = res.assign(effect=self._effect(res, goal).to_numpy())
-        tables["effects"] = eff.reset_index(drop=True)
-        sym_of = dict(zip(tokens, s["genes"]))
-        if "perturbed_gene" not in eff:
-            eff["perturbed_gene"] = eff["perturbed_token"].map(sym_of)
-        # per-gene summary vs the random genes
-        summ = eff.groupby("perturbed_gene", sort=False)["effect"].agg(
-            n_cells="size", mean_effect="mean", sem=lambda v: float(v.std(ddof=1) /
-                                                                    np.sqrt(len(v)))
-            if len(v) > 1 else np.nan).reset_index().rename(columns={"perturbed_gene": "gene"})
-        if null is not None and not null.empty:
-            null = null.assign(effect=self._effect(null, goal).to_numpy())
-            tables["null"] = null.reset_index(drop=True)
-            per_gene_null = null.groupby("perturbed_token")["effect"].mean()
-            summ["null_mean_effect"] = float(null["effect"].mean())
-            summ["random_genes_beaten"] = [float((per_gene_null < m).mean())
-                                           for m in summ["mean_effect"]]
-            try:
-                st = _pert.perturbation_stats(res, null=null.drop(columns=["effect"]))
-                pmap = dict(zip(st["perturbed_token"], st["p_value"]))
-                tok_of = dict(zip(eff["perturbed_gene"], eff["perturbed_token"]))
-                summ["p_value_vs_random"] = [pmap.get(tok_of.get(g), np.nan)
-                                             for g in summ["gene"]]
-            except CourseInputError as err:  # pragma: no cover - defensive
-                view["messages"].append(f"No statistics: {err}")
-        tables["summary"] = summ
-        # genes whose embeddings move most (1 - cos over cells and perturbed genes)
-        mv = long.assign(change=1.0 - long["cos_sim"])
-        gcol = "affected_gene" if "affected_gene" in mv else "affected_token"
-        moved = (mv.groupby(gcol)["change"].agg(["mean", "size"]).rename(
-            columns={"mean": "mean_change", "size": "n"}).sort_values("mean_change",
-                                                                     ascending=False))
-        moved.index.name = "gene"
-        moved = moved.reset_index()
-        # genes seen in few perturbed cells are noisy: the chart keeps those in >= half of them
-        moved.attrs["min_cells"] = max(1, eff["cell_id"].nunique() // 2)
-        tables["moved_genes"] = moved
-        # synergy (two genes)
-        if synergy is not None and not synergy.empty:
-            if cs is not None:
-                synergy = synergy[synergy["state"] == goal]
-                ea, eb, eab = synergy["shift_a"], synergy["shift_b"], synergy["shift_ab"]
-            else:
-                ea, eb, eab = (1 - synergy["cos_sim_a"], 1 - synergy["cos_sim_b"],
-                               1 - synergy["cos_sim_ab"])
-            a, b = s["genes"][0], s["genes"][1]
-            vals = {a: ea, b: eb, f"{a} + {b} together": eab,
-                    "expected (additive)": ea.to_numpy() + eb.to_numpy()}
-            tables["synergy"] = pd.DataFrame({
-                "condition": list(vals),
-                "mean": [float(np.mean(v)) for v in vals.values()],
-                "sem": [float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else np.nan
-                        for v in vals.values()],
-                "n_cells": [len(v) for v in vals.values()],
-            })
-            tables["synergy"].attrs["per_cell"] = synergy.reset_index(drop=True)
-            tables["synergy"].attrs["synergy_mean"] = float(np.mean(eab.to_numpy() -
-                                                                    (ea.to_numpy() +
-                                                                     eb.to_numpy())))
-        # map: before / after (all chosen genes together)
+        state_embs = self._state_embs() if cs is not None else None
+        try:
+            res = summarize_effects(
+                self.model, self.cells.dataset, s["genes"], s["perturb_type"],
+                cells=self._start_rows(), cell_states=cs, n_cells=s["n_cells"],
+                n_random=s["n_random"], seed=s["seed"], emb_layer=self.emb_layer,
+                batch_size=self.batch_size, state_embs=state_embs)
+        except CourseInputError as err:  # e.g. no chosen cell expresses the genes
+            view["messages"].append(str(err))
+            return self._remember(key, view)
+        view["messages"] += res.messages
+        tables = _empty_tables()
+        tables.update(res.tables())
+        if not res.synergy.empty:  # the per-cell rows and the mean synergy, for readers
+            tables["synergy"] = res.synergy.copy()
+            tables["synergy"].attrs.update(per_cell=res.synergy_per_cell,
+                                           synergy_mean=res.synergy_mean)
         bg_rows, bg_xy, pca = self._background()
-        orig = [list(map(int, self.cells.ids_of(r))) for r in rows]
-        pert = [list(map(int, _perturbed_ids(np.asarray(x), tokens, s["perturb_type"],
-                                             self.vocab, self._max_len))) for x in orig]
-        keep = [i for i, p in enumerate(pert) if len(p) > 0]
-        if keep:
-            emb = embed_cells(self.model, [orig[i] for i in keep] + [pert[i] for i in keep],
-                              layer=self.emb_layer, batch_size=self.batch_size, progress=False)
-            k = len(keep)
-            xy = pca.transform(emb)
-            ids = self.cells.meta["cell_id"].tolist() if "cell_id" in self.cells.meta else None
-            m = pd.DataFrame({
-                "row": [rows[i] for i in keep],
-                "cell_id": [ids[rows[i]] if ids else str(rows[i]) for i in keep],
-                "pc1_before": xy[:k, 0], "pc2_before": xy[:k, 1],
-                "pc1_after": xy[k:, 0], "pc2_after": xy[k:, 1],
-            })
-            if cs is not None:
-                g = np.asarray(self._state_embs()[goal], dtype=np.float64)
-
-                def cos(a):
-                    a = np.asarray(a, dtype=np.float64)
-                    return a @ g / (np.linalg.norm(a, axis=1) * np.linalg.norm(g))
-
-                m["cos_goal_before"] = cos(emb[:k])
-                m["cos_goal_after"] = cos(emb[k:])
-            tables["map"] = m
-        view.update(tables=tables, background=(bg_rows, bg_xy), genes=list(s["genes"]),
-                    rows=rows)
+        tables["map"] = self._map(res.rows, res.tokens, cs, pca)
+        view.update(tables=tables, background=(bg_rows, bg_xy), genes=list(res.genes),
+                    rows=res.rows, min_cells=res.min_cells)
         return self._remember(key, view)
+
+    def _map(self, rows: list[int], tokens: list[int], cs, pca) -> pd.DataFrame:
+        """PCA coordinates of the cells before / after perturbing all ``tokens`` together."""
+        from ..embed import embed_cells
+        from ..perturb import perturb_ids
+
+        f = self._facts
+        orig = [list(map(int, self.cells.ids_of(r))) for r in rows]
+        pert = [perturb_ids(x, tokens, self._state["perturb_type"], cls_id=f.cls_id,
+                            eos_id=f.eos_id, max_len=f.max_len).tolist() for x in orig]
+        keep = [i for i, p in enumerate(pert) if len(p) > 0]
+        if not keep:
+            return pd.DataFrame()
+        emb = embed_cells(self.model, [orig[i] for i in keep] + [pert[i] for i in keep],
+                          self.emb_layer, batch_size=self.batch_size, progress=False)
+        k = len(keep)
+        xy = pca.transform(emb)
+        meta = self.cells.meta
+        ids = meta["cell_id"].tolist() if "cell_id" in meta else None
+        m = pd.DataFrame({
+            "row": [rows[i] for i in keep],
+            "cell_id": [ids[rows[i]] if ids else str(rows[i]) for i in keep],
+            "pc1_before": xy[:k, 0], "pc2_before": xy[:k, 1],
+            "pc1_after": xy[k:, 0], "pc2_after": xy[k:, 1],
+        })
+        if cs is not None:
+            g = np.asarray(self._state_embs()[cs["goal_state"]], dtype=np.float64)
+
+            def cos(a):
+                a = np.asarray(a, dtype=np.float64)
+                return a @ g / (np.linalg.norm(a, axis=1) * np.linalg.norm(g))
+
+            m["cos_goal_before"] = cos(emb[:k])
+            m["cos_goal_after"] = cos(emb[k:])
+        return m
 
     def _remember(self, key: str, view: dict) -> dict:
         self._views[key] = view
@@ -586,18 +457,17 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
             random genes' mean, share of random genes with a smaller effect, rank-sum p-value),
             ``moved_genes`` (genes whose embeddings change most, ``1 - cos``), ``map`` (PCA
             coordinates of the perturbed cells before/after, all chosen genes together) and
-            ``synergy`` (two genes: each alone, together and the additive expectation).
+            ``synergy`` (two genes: each alone, together and the additive expectation;
+            ``.attrs["per_cell"]`` holds the per-cell rows, ``.attrs["synergy_mean"]`` the mean
+            synergy). The tables come from :func:`course_helpers.perturb.summarize_effects`.
             Empty DataFrames where there is nothing to show (see :attr:`message`).
 
         Examples
         --------
         >>> from course_helpers.model import load_model
-        >>> model = load_model("teaching")
-        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
-        >>> cells = {"input_ids": [ids, ids[::-1], ids[1:] + ids[:1], ids[2:] + ids[:2]],
-        ...          "state": ["healthy", "healthy", "diseased", "diseased"]}
-        >>> ex = PerturbationExplorer(model, cells, "state", start_state="diseased",
-        ...                           genes=["GATA4"], n_cells=2, n_random=0)
+        >>> cells = {"input_ids": [[5, 6, 7], [7, 6, 5], [6, 5, 7]], "state": ["a", "b", "b"]}
+        >>> ex = PerturbationExplorer(load_model("teaching"), cells, "state", start_state="b",
+        ...                           genes=["CD99"], n_random=0)
         >>> d = ex.data()
         >>> sorted(d)
         ['effects', 'map', 'moved_genes', 'null', 'summary', 'synergy']
@@ -610,8 +480,7 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
             v = self._compute()
         except CourseInputError as err:
             self._messages = [str(err)]
-            return {k: pd.DataFrame() for k in ("effects", "null", "summary", "moved_genes",
-                                                "map", "synergy")}
+            return _empty_tables()
         return {k: t.copy() for k, t in v["tables"].items()}
 
     # -- figures ---------------------------------------------------------------------------
@@ -623,15 +492,11 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
         Examples
         --------
         >>> from course_helpers.model import load_model
-        >>> model = load_model("teaching")
-        >>> ids = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2", "MYBPC3", "TNNI3", "HAND2"])
-        >>> cells = {"input_ids": [ids, ids[::-1], ids[1:] + ids[:1], ids[2:] + ids[:2]],
-        ...          "state": ["healthy", "healthy", "diseased", "diseased"]}
-        >>> ex = PerturbationExplorer(model, cells, "state", start_state="diseased",
-        ...                           genes=["GATA4"], n_cells=2, n_random=0)
-        >>> fig = ex.figure(perturb_type="overexpress")
-        >>> fig.get_suptitle()
-        "overexpress GATA4 in 2 cell(s) of 'diseased'"
+        >>> cells = {"input_ids": [[5, 6, 7, 8], [8, 7, 6, 5]], "state": ["ill", "ill"]}
+        >>> ex = PerturbationExplorer(load_model("teaching"), cells, "state", genes="CD99",
+        ...                           n_random=0)
+        >>> ex.figure(perturb_type="overexpress").get_suptitle()
+        'overexpress CD99 in 2 cell(s) of all states'
         """
         v, failed = self._view_or_figure(controls)
         if failed is not None:
@@ -644,4 +509,4 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
         return drawing._perturbation_figure(
             t, v["background"], self._state, effect_label=self._effect_label(),
             background_groups=self._states_col[bg_rows], n_rows=len(v["rows"]),
-            min_cells=int(t["moved_genes"].attrs.get("min_cells", 1)))
+            min_cells=int(v["min_cells"]))

@@ -15,8 +15,8 @@ import pytest
 
 from course_helpers import perturb as pert
 from course_helpers._utils import CourseInputError
+from course_helpers.perturb import perturb_ids
 from course_helpers.widgets import PerturbationExplorer
-from course_helpers.widgets.perturbation_explorer import _perturbed_ids
 
 HERE = Path(__file__).resolve().parent
 
@@ -150,6 +150,12 @@ def test_perturbation_overexpress_without_goal(setup):
     assert "embedding change" in ex._effect_label()
     fig = ex.figure()
     assert any("summary" in a.get_title() for a in fig.axes)
+
+
+def _perturbed_ids(ids, tokens, perturb_type, vocab, max_len):
+    """The widget's former private copy of the rule, now :func:`course_helpers.perturb.perturb_ids`."""
+    return perturb_ids(ids, tokens, perturb_type, cls_id=vocab.cls_token_id,
+                       eos_id=vocab.eos_token_id, max_len=max_len)
 
 
 def test_perturbed_ids_rules(setup):
