@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._utils import CourseInputError
-from .hub import GENEFORMER_REPO, HUB_DICTIONARIES, V1_HUB_FILES, V2_HUB_FILES
+from .hub import GENEFORMER_REPO, HUB_DICTIONARIES, V1_HUB_FILES, V2_HUB_FILES, hub_download
 
 if TYPE_CHECKING:  # pragma: no cover
     from .gene_vocab import GeneVocab
@@ -99,9 +99,7 @@ def _load_published(cls, version: str, path, revision) -> GeneVocab:
                 f"{how}"
             )
         return v
-    from .. import vocab as _vocab  # at call time: replacing vocab.hub_download reaches here
-
-    root = _vocab.hub_download(
+    root = hub_download(
         list(files.values()),
         revision=revision,
         what=f"the Geneformer {version} dictionaries",
