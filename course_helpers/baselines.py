@@ -33,7 +33,6 @@ import io
 import os
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -45,6 +44,7 @@ import scipy.sparse as sp
 
 from ._utils import CourseInputError
 from ._utils import progress as _progress
+from .measure import PeakMemory
 
 __all__ = [
     "BaselineResults",
@@ -1190,64 +1190,6 @@ def pair_interaction(adata, gene_a, gene_b, genes=None, *, scale: str = "counts"
 # --------------------------------------------------------------------------------------------------
 # run everything
 # --------------------------------------------------------------------------------------------------
-def _rss_bytes() -> int | None:
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, AttributeError):
-        try:
-            import psutil
-
-            return psutil.Process().memory_info().rss
-        except (ImportError, OSError, AttributeError):  # pragma: no cover - no way to measure
-            return None
-
-
-class _PeakMemory:
-    """Peak resident-memory increase over a block (MB).
-
-    Linux: resets the kernel's high-water mark (``/proc/self/clear_refs``) and reads ``VmHWM``
-    afterwards (exact, includes Rust/numba allocations). Elsewhere: samples RSS every 10 ms.
-    """
-
-    def __enter__(self):
-        self.base = _rss_bytes()
-        self.peak_mb = float("nan")
-        self._hwm = False
-        try:
-            with open("/proc/self/clear_refs", "w") as fh:
-                fh.write("5")
-            self._hwm = True
-        except OSError:
-            self._samples = [self.base or 0]
-            self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            if self.base is not None:
-                self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.wait(0.01):
-            self._samples.append(_rss_bytes() or 0)
-
-    def __exit__(self, *exc):
-        if self.base is None:
-            return False
-        if self._hwm:
-            try:
-                with open("/proc/self/status") as fh:
-                    hwm = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM"))
-                self.peak_mb = max(hwm - self.base, 0) / 2**20
-            except (OSError, StopIteration, ValueError):  # pragma: no cover
-                pass
-        else:
-            self._stop.set()
-            self._thread.join()
-            self._samples.append(_rss_bytes() or 0)
-            self.peak_mb = max(max(self._samples) - self.base, 0) / 2**20
-        return False
-
-
 @dataclass
 class BaselineResults:
     """Output of :func:`run_all_baselines`.
@@ -1334,7 +1276,7 @@ def run_all_baselines(adata, tfs=None, seed: int = 0,
     grn = None
     for name in _progress(methods, enabled=progress, desc="baselines"):
         note = ""
-        with _PeakMemory() as mem:
+        with PeakMemory() as mem:
             t0, c0 = time.perf_counter(), time.process_time()
             if name in ("correlation", "spearman"):
                 edges = correlation_network(adata, tf_ids, method="pearson" if name == "correlation" else "spearman",
