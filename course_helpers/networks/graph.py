@@ -30,9 +30,9 @@ def edges_from_matrix(
     top_k: int | None = None,
     top_fraction: float | None = None,
     threshold: float | None = None,
+    *,
     directed: bool = True,
     sources: Iterable | None = None,
-    *,
     self_loops: bool = False,
     absolute: bool = False,
 ) -> pd.DataFrame:
@@ -186,17 +186,16 @@ def graph_from_matrix(
     top_k: int | None = None,
     top_fraction: float | None = None,
     threshold: float | None = None,
-    directed: bool = True,
-    sources: Iterable | None = None,
     *,
-    self_loops: bool = False,
-    absolute: bool = False,
     keep_isolated: bool = False,
+    **edge_options,
 ):
     """Graph of the strongest entries of a gene x gene score matrix.
 
     Same selection rules as :func:`edges_from_matrix`; each edge gets ``weight`` = score.
     ``keep_isolated=True`` adds every gene of the matrix as a node, even without edges.
+    ``edge_options`` are the other keywords of :func:`edges_from_matrix` (``directed=True``,
+    ``sources``, ``self_loops``, ``absolute``); ``directed`` also decides the graph type.
 
     Examples
     --------
@@ -206,9 +205,8 @@ def graph_from_matrix(
     [('a', 'b', 0.9)]
     """
     edges = edges_from_matrix(scores, top_k=top_k, top_fraction=top_fraction,
-                              threshold=threshold, directed=directed, sources=sources,
-                              self_loops=self_loops, absolute=absolute)
-    G = graph_from_edges(edges, weight="score", directed=directed)
+                              threshold=threshold, **edge_options)
+    G = graph_from_edges(edges, weight="score", directed=edge_options.get("directed", True))
     if keep_isolated:
         scores = _check_matrix(scores)
         G.add_nodes_from(_py(g) for g in list(scores.index) + list(scores.columns))

@@ -117,8 +117,8 @@ def score_edges(
     truth: pd.DataFrame,
     candidates="tf_to_gene",
     tfs: Iterable | None = None,
-    genes: Iterable | None = None,
     *,
+    genes: Iterable | None = None,
     directed: bool = True,
     absolute: bool = False,
 ) -> pd.Series:
@@ -188,7 +188,7 @@ def score_edges(
     }, dtype=object)
 
 
-def pr_curve(pred, truth, candidates="tf_to_gene", tfs=None, genes=None, *,
+def pr_curve(pred, truth, candidates="tf_to_gene", tfs=None, *, genes=None,
              directed: bool = True, absolute: bool = False) -> pd.DataFrame:
     """Precision-recall curve (sklearn) over the same candidates as :func:`score_edges`.
 
@@ -241,9 +241,9 @@ def score_by_context(
     truth_edges: pd.DataFrame,
     contexts: Iterable[str] | None = None,
     candidates="tf_to_gene",
+    *,
     tfs: Iterable | None = None,
     genes: Iterable | None = None,
-    *,
     context_column: str = "contexts",
     directed: bool = True,
     absolute: bool = False,

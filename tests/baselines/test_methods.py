@@ -174,17 +174,37 @@ def test_wgcna_modules_cover_genes_and_recover_edges(data, tfs, tmp_path, monkey
     assert res.power == 6 and res.scale_free_fit["Power"].tolist() == [6]
 
 
-def test_wgcna_economy_svd_shim_changes_nothing(data, monkeypatch):
-    """Our scoped economy-SVD shim for PyWGCNA's eigengenes gives identical results."""
+def test_wgcna_economy_svd_shim_changes_nothing(data):
+    """Our economy-SVD copy of PyWGCNA's eigengene code gives identical results."""
     adata, _, _ = data
     fast = B.wgcna_modules(adata, min_module_size=5)
     import PyWGCNA.wgcna
 
-    assert PyWGCNA.wgcna.np is np  # restored after the run
-    monkeypatch.setattr(B, "_ECONOMY_SVD", False)
-    slow = B.wgcna_modules(adata, min_module_size=5)
+    assert PyWGCNA.wgcna.np is np  # PyWGCNA's own module is never touched
+    slow = B.wgcna_modules(adata, min_module_size=5, economy_svd=False)
     pd.testing.assert_series_equal(fast.modules, slow.modules)
     pd.testing.assert_frame_equal(fast.edges, slow.edges)
+
+
+def test_wgcna_economy_copy_leaves_pywgcna_alone():
+    """The economy class is a subclass with rebound copies; PyWGCNA's class and module are unchanged."""
+    import PyWGCNA
+    import PyWGCNA.wgcna
+
+    from course_helpers.baselines.wgcna import _economy_wgcna_class
+
+    cls = _economy_wgcna_class()
+    assert issubclass(cls, PyWGCNA.WGCNA) and cls is not PyWGCNA.WGCNA
+    assert PyWGCNA.WGCNA.moduleEigengenes.__globals__ is vars(PyWGCNA.wgcna)
+    assert PyWGCNA.wgcna.np is np and PyWGCNA.wgcna.WGCNA is PyWGCNA.WGCNA
+    ours = cls.moduleEigengenes.__globals__
+    assert ours is not vars(PyWGCNA.wgcna)
+    assert ours["WGCNA"] is cls and ours["np"] is not np
+    assert cls.findModules.__globals__ is ours and cls.mergeCloseModules.__globals__ is ours
+    a = np.random.default_rng(0).normal(size=(5, 40))
+    u, s, vt = ours["np"].linalg.svd(a)  # economy by default: no 40 x 40 matrix
+    assert vt.shape == (5, 40)
+    assert np.linalg.svd(a)[2].shape == (40, 40)  # numpy itself unchanged
 
 
 def test_wgcna_min_module_size_too_large(data):
