@@ -180,10 +180,19 @@ def embedding_similarity(
 
     Examples
     --------
+    >>> import numpy as np, course_helpers as ch
+    >>> model = ch.model.load_model("teaching")
+    >>> tissue = ch.data.load_tissue()
+    >>> ds = ch.tokenize.tokenize(tissue[:30], model.gene_vocab, cell_attrs=("cell_type",),
+    ...                           progress=False)
     >>> sim = embedding_similarity(model, ds, cells=np.asarray(ds["cell_type"]) == "fibroblast",
-    ...                            progress=False)                           # doctest: +SKIP
-    >>> sim.loc["ENSG00000118526"].nlargest(5)    # genes embedded like TCF21   # doctest: +SKIP
-    >>> per_type = embedding_similarity(model, ds, groupby="cell_type")        # doctest: +SKIP
+    ...                            min_cells=3, progress=False)
+    >>> sim.shape[0] == sim.shape[1], bool(np.allclose(np.diag(sim), 1))
+    (True, True)
+    >>> sim.attrs["symbol"]["ENSG00000118526"]
+    'TCF21'
+    >>> like_tcf21 = sim["ENSG00000118526"].sort_values(ascending=False)  # genes embedded like TCF21
+    >>> per_type = embedding_similarity(model, ds, groupby="cell_type", progress=False)  # doctest: +SKIP
     """
     from ..embed import embed_genes
 
@@ -255,8 +264,14 @@ def pool_similarities(per_group: Mapping, *, min_cells: int = 1) -> pd.DataFrame
 
     Examples
     --------
-    >>> per_type = embedding_similarity(model, ds, groupby="cell_type")   # doctest: +SKIP
-    >>> tissue = pool_similarities(per_type)                             # doctest: +SKIP
+    >>> import course_helpers as ch
+    >>> model = ch.model.load_model("teaching")
+    >>> ds = ch.tokenize.tokenize(ch.data.load_tissue()[:20], model.gene_vocab,
+    ...                           cell_attrs=("state",), progress=False)
+    >>> per_state = embedding_similarity(model, ds, groupby="state", min_cells=3, progress=False)
+    >>> pooled = pool_similarities(per_state, min_cells=3)
+    >>> pooled.attrs["params"]["pooled_groups"] == list(per_state)
+    True
     """
     if not isinstance(per_group, Mapping) or not per_group:
         raise CourseInputError(

@@ -218,7 +218,13 @@ def enrich_modules(modules, gene_sets, *, universe: Iterable[str] | None = None,
 
     Examples
     --------
-    >>> enrich_modules(net.modules, tissue_gene_sets(gt, universe=net.modules.index))  # doctest: +SKIP
+    >>> sets = {"T": ["g0", "g1", "g2", "g3"], "D": ["g10", "g11", "g12", "g13"]}
+    >>> modules = pd.Series({"g0": "m1", "g1": "m1", "g2": "m1", "g20": "m1",
+    ...                      "g10": "m2", "g30": "m2"})
+    >>> res = enrich_modules(modules, sets, universe=[f"g{i}" for i in range(40)],
+    ...                      min_module_size=2)
+    >>> res[["module", "gene_set", "overlap"]].values.tolist()[:2]
+    [['m1', 'T', 3], ['m2', 'D', 1]]
     """
     from scipy.stats import false_discovery_control
 

@@ -88,7 +88,12 @@ def read_network(path, *, directed: bool = True):
 
     Examples
     --------
-    >>> G = read_network("net.cyjs")    # doctest: +SKIP
+    >>> import networkx as nx, tempfile, os
+    >>> p = export_network(nx.DiGraph([("GATA4", "NPPA", {"weight": 0.8})]),
+    ...                    os.path.join(tempfile.mkdtemp(), "net.cyjs"))
+    >>> G = read_network(p)
+    >>> list(G.edges(data="weight"))
+    [('GATA4', 'NPPA', 0.8)]
     """
     import networkx as nx
 

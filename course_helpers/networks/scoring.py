@@ -200,7 +200,12 @@ def pr_curve(pred, truth, candidates="tf_to_gene", tfs=None, *, genes=None,
 
     Examples
     --------
-    >>> curve = pr_curve(pred, truth, tfs=gt.tfs)                          # doctest: +SKIP
+    >>> truth = pd.DataFrame({"source": ["T1", "T1"], "target": ["a", "b"]})
+    >>> pred = pd.DataFrame({"source": ["T1", "T1", "T1"], "target": ["a", "c", "b"],
+    ...                      "score": [0.9, 0.8, 0.7]})
+    >>> curve = pr_curve(pred, truth, genes=["a", "b", "c", "d"])
+    >>> curve[["recall", "precision"]].round(3).values.tolist()
+    [[1.0, 0.5], [1.0, 0.667], [0.5, 0.5], [0.5, 1.0], [0.0, 1.0]]
     >>> ax = curve.plot("recall", "precision")                            # doctest: +SKIP
     """
     from sklearn.metrics import precision_recall_curve
@@ -274,7 +279,14 @@ def score_by_context(
 
     Examples
     --------
-    >>> score_by_context(pred, gt.edges, tfs=gt.tfs)                       # doctest: +SKIP
+    >>> from course_helpers.data import load_ground_truth
+    >>> gt = load_ground_truth()
+    >>> pred = gt.edges[["source", "target"]].assign(score=1.0)   # every true edge, no context
+    >>> scores = score_by_context(pred, gt.edges, tfs=gt.tfs)
+    >>> scores.index.tolist()
+    ['cardiomyocyte', 'endothelial', 'fibroblast', 'macrophage', 'smooth_muscle', 't_cell']
+    >>> bool((scores["auprc"] < 1).all() and (scores["auprc"] > scores["auprc_random"]).all())
+    True
     """
     T = truth_edges
     if not isinstance(T, pd.DataFrame) or context_column not in T.columns:
