@@ -293,8 +293,10 @@ def cell_classifier(
 
     Examples
     --------
+    Skipped in the doctest run: a real fine-tune takes ~10-20 s on a CPU even on 48 cells.
+
     >>> import course_helpers as ch
-    >>> model = ch.load_model("teaching")                                   # doctest: +SKIP
+    >>> model = ch.model.load_model("teaching")                             # doctest: +SKIP
     >>> cm = ch.data.load_tissue()                                          # doctest: +SKIP
     >>> cm = cm[cm.obs.cell_type == "cardiomyocyte"].copy()                 # doctest: +SKIP
     >>> ds = ch.tokenize.tokenize(cm, model.gene_vocab,

@@ -211,7 +211,12 @@ def gene_classifier(
 
     Examples
     --------
-    >>> labels = {g: "target" for g in ["NPPA", "MYL7", "TNNT2"]}          # doctest: +SKIP
+    Skipped in the doctest run: a real fine-tune (one per fold) takes well over 3 s on a CPU.
+
+    >>> import course_helpers as ch
+    >>> model = ch.model.load_model("teaching")                             # doctest: +SKIP
+    >>> ds = ch.tokenize.tokenize(ch.data.load_tissue()[:100], model.gene_vocab)  # doctest: +SKIP
+    >>> labels = {g: "target" for g in ["NPPA", "NPPB", "TNNT2"]}          # doctest: +SKIP
     >>> labels.update({g: "other" for g in ["GAPDH", "ACTB", "B2M"]})      # doctest: +SKIP
     >>> res = ch.finetune.gene_classifier(model, ds, labels, n_splits=3)   # doctest: +SKIP
     >>> res.metrics.loc["mean", "roc_auc"]                                  # doctest: +SKIP

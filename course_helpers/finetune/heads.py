@@ -82,8 +82,15 @@ def new_classifier(model, classes: Sequence[str], task: str = "cell", *, seed: i
 
     Examples
     --------
-    >>> clf = new_classifier(model, ["healthy", "diseased"])          # doctest: +SKIP
-    >>> freeze(clf, 2)["trainable"]                                   # doctest: +SKIP
+    >>> import course_helpers as ch
+    >>> from course_helpers.finetune import freeze
+    >>> model = ch.model.load_model("teaching")
+    >>> clf = new_classifier(model, ["healthy", "diseased"])
+    >>> clf.config.id2label, clf.gene_vocab is model.gene_vocab
+    ({0: 'healthy', 1: 'diseased'}, True)
+    >>> counts = freeze(clf, 2)
+    >>> counts["trainable"] < counts["total"]
+    True
     """
     if task not in ("cell", "gene"):
         raise CourseInputError(f"task must be 'cell' or 'gene', got {task!r}.")

@@ -56,9 +56,18 @@ def predict_cells(model, dataset, *, batch_size: int = 32, progress: bool = True
 
     Examples
     --------
-    >>> res = cell_classifier(model, ds, "state", group_key="donor",
-    ...                       test_groups=["H3", "F3"])                 # doctest: +SKIP
-    >>> predict_cells(res.model, ds).head()                               # doctest: +SKIP
+    >>> import course_helpers as ch
+    >>> from course_helpers.finetune import new_classifier
+    >>> model = ch.model.load_model("teaching")
+    >>> ds = ch.tokenize.tokenize(ch.data.load_tissue()[:8], model.gene_vocab,
+    ...                           cell_attrs=("cell_id",), progress=False)
+    >>> clf = new_classifier(model, ["healthy", "diseased"])  # untrained head: arbitrary answers
+    >>> pred = predict_cells(clf, ds, progress=False)
+    >>> pred.columns.tolist(), len(pred)
+    (['cell_id', 'p_healthy', 'p_diseased', 'predicted'], 8)
+    >>> bool(((pred["p_healthy"] + pred["p_diseased"]).round(6) == 1).all())
+    True
+    >>> # after training: predict_cells(result.model, ds), result from cell_classifier(...)
     """
     from transformers import BertForSequenceClassification
 

@@ -55,7 +55,13 @@ def save_classifier(model, path, *, overwrite: bool = False, extra: Mapping | No
 
     Examples
     --------
-    >>> save_classifier(result.model, "my_classifier")        # doctest: +SKIP
+    >>> import os, tempfile, course_helpers as ch
+    >>> from course_helpers.finetune import new_classifier
+    >>> clf = new_classifier(ch.model.load_model("teaching"), ["healthy", "diseased"])
+    >>> path = save_classifier(clf, os.path.join(tempfile.mkdtemp(), "my_classifier"))
+    >>> sorted(p.name for p in path.iterdir())
+    ['config.json', 'model.safetensors', 'vocab.tsv']
+    >>> save_classifier(result.model, "my_classifier")     # a trained one  # doctest: +SKIP
     PosixPath('my_classifier')
     """
     _encoder_owner(model)
