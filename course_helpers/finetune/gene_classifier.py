@@ -126,16 +126,19 @@ def _resolve_gene_labels(gene_labels, vocab) -> tuple[list[int], list[str], list
         if cls is None or (isinstance(cls, float) and np.isnan(cls)):
             raise CourseInputError(f"Gene {gene!r} has no class. Fix: give every gene a class.")
         try:
-            tokens.append(int(vocab.tokens([gene])[0]))
+            tokens.append(int(vocab.resolve(gene, argname="gene_labels")[0]))
         except (CourseInputError, KeyError, TypeError, ValueError):
             unknown.append(str(gene))
             continue
         classes.append(str(cls))
     if unknown:
+        hints = {g: vocab.suggest(g) for g in unknown[:10]}
+        hint = "; ".join(f"{g}: did you mean {', '.join(s)}?" for g, s in hints.items() if s)
         raise CourseInputError(
             f"{len(unknown)} gene(s) in gene_labels are not in the model's vocabulary: "
             f"{unknown[:10]}{' ...' if len(unknown) > 10 else ''}. Fix: check the spelling (symbols "
             "or Ensembl IDs of this model's vocabulary) or remove them."
+            + (f" ({hint})" if hint else "")
         )
     seen: dict[int, str] = {}
     for t, c in zip(tokens, classes):

@@ -8,7 +8,7 @@ import pandas as pd
 
 from .._utils import CourseInputError
 from .._utils import progress as _progress
-from ..model import length_sorted_batches, pad_batch
+from ..model import length_sorted_batches, model_facts, pad_batch
 from .inputs import _as_dataset, _check_int
 
 
@@ -17,8 +17,8 @@ def _logits(model, seqs: Sequence, batch_size: int, progress: bool, desc: str,
     """Softmax probabilities per cell (n, C) or per position (list of (L_i, C))."""
     import torch
 
-    device = next(model.parameters()).device
-    pad = int(model.config.pad_token_id or 0)
+    facts = model_facts(model)
+    device, pad = facts.device, facts.pad_id
     out: list = [None] * len(seqs)
     was_training = model.training
     model.eval()

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from .._utils import CourseInputError
+from ..model import model_facts
 
 #: Default training settings. The reference uses 10 epochs (cells) / 1 epoch (genes), batch 12 and
 #: lr 5e-5 with 500 warm-up steps for V1-10M on a GPU; the teaching model is ~80x smaller and the
@@ -39,7 +40,7 @@ def _encoder_owner(model):
 
 
 def _vocab_of(model):
-    vocab = getattr(model, "gene_vocab", None)
+    vocab = model_facts(model).vocab
     if vocab is None:
         raise CourseInputError(
             "The model has no gene_vocab attribute, so its genes cannot be named. Fix: load it "

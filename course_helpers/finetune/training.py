@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .._utils import progress as _progress
-from ..model import pad_batch
+from ..model import model_facts, pad_batch
 from .inputs import _IGNORE
 
 
@@ -111,7 +111,7 @@ def _train(clf, train_rows: dict, evaluate=None, *, task, epochs, learning_rate,
     import torch
     from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback
 
-    pad = int(clf.config.pad_token_id or 0)
+    pad = model_facts(clf).pad_id
     train_ds = _ds.Dataset.from_dict(train_rows)
     eval_losses: dict[int, float] = {}
     eval_seconds = [0.0]
