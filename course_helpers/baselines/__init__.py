@@ -32,11 +32,11 @@ Files
 File             What lives there
 ===============  =================================================================================
 dependencies.py  optional packages (install hint) and BLAS / numba thread limits
-inputs.py        counts checks, normalisation, gene IDs / symbols, regulators, edge tables
+inputs.py        counts checks, normalisation, gene IDs / symbols, regulators (MissingTFsWarning), edges
 correlation.py   correlation_network (Pearson / Spearman)
 wgcna.py         WGCNAResult, wgcna_modules (PyWGCNA, economy-SVD eigengenes)
 grnboost.py      grnboost2 (rustscenic)
-regulons.py      regulons, regulon_edges
+regulons.py      regulons, regulon_edges, NoRegulonsWarning
 activity.py      regulon_activity (AUCell / ULM with decoupler)
 interaction.py   pair_interaction (2 x 2 interaction of two regulators)
 run_all.py       BaselineResults, run_all_baselines (wall time, CPU time, peak memory)
@@ -47,13 +47,16 @@ from __future__ import annotations
 from .activity import regulon_activity
 from .correlation import correlation_network
 from .grnboost import grnboost2
+from .inputs import MissingTFsWarning
 from .interaction import pair_interaction
-from .regulons import regulon_edges, regulons
+from .regulons import NoRegulonsWarning, regulon_edges, regulons
 from .run_all import BaselineResults, run_all_baselines
 from .wgcna import WGCNAResult, wgcna_modules
 
 __all__ = [
     "BaselineResults",
+    "MissingTFsWarning",
+    "NoRegulonsWarning",
     "WGCNAResult",
     "correlation_network",
     "grnboost2",

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._utils import CourseInputError
+from .._utils import CourseInputError, CourseWarning
 
 EDGE_COLUMNS = ["source", "target", "score"]
 
@@ -181,10 +181,26 @@ def _resolve_tfs(adata, tfs, *, required: bool = True) -> list[str]:
         warnings.warn(
             f"{len(missing)} of {len(tfs)} TFs are not in the data and were skipped "
             f"(e.g. {missing[:5]}).",
-            UserWarning,
+            MissingTFsWarning,
             stacklevel=3,
         )
     return found
+
+
+class MissingTFsWarning(CourseWarning):
+    """Some of the regulators passed as ``tfs`` are not genes of the AnnData; they were skipped.
+
+    Examples
+    --------
+    >>> import warnings, course_helpers as ch
+    >>> from course_helpers.baselines import correlation_network
+    >>> adata = ch.data.load_tissue()[:100]
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = correlation_network(adata, ["GATA4", "NOT_A_GENE"])
+    >>> [w.category.__name__ for w in caught if issubclass(w.category, MissingTFsWarning)]
+    ['MissingTFsWarning']
+    """
 
 
 def _edge_frame(source, target, score, symbols: pd.Series, extra: dict | None = None,

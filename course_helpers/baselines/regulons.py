@@ -9,9 +9,19 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 import scipy.sparse as sp
 
-from .._utils import CourseInputError
+from .._utils import CourseInputError, CourseWarning
 from .dependencies import _require
 from .inputs import _expression
+
+
+class NoRegulonsWarning(CourseWarning):
+    """:func:`regulons` found no regulon with ``min_targets`` correlated targets (returns ``{}``).
+
+    Examples
+    --------
+    >>> issubclass(NoRegulonsWarning, UserWarning)
+    True
+    """
 
 
 def _as_rustscenic_adjacencies(grn_edges: pd.DataFrame) -> pd.DataFrame:
@@ -104,7 +114,7 @@ def regulons(adata, grn_edges: pd.DataFrame, *, rho_threshold: float = 0.03,
     if not out:
         warnings.warn(
             f"No regulon has {min_targets} or more correlated targets; lower min_targets or "
-            "rho_threshold.", UserWarning, stacklevel=2)
+            "rho_threshold.", NoRegulonsWarning, stacklevel=2)
     return out
 
 

@@ -374,3 +374,17 @@ def test_run_all_baselines(data, tfs):
     only = B.run_all_baselines(adata, tfs, methods=["regulons"],
                                method_kwargs={"regulons": {"min_targets": 5}}, progress=False)
     assert only.timings["note"].iloc[0] == "includes grnboost2"
+
+
+def test_warnings_are_classes(data, tfs, grn):
+    """Code reacts to the warning's class (a CourseWarning), never to its text."""
+    from course_helpers._utils import CourseWarning
+
+    adata, _, _ = data
+    with pytest.warns(B.MissingTFsWarning) as rec:
+        B.correlation_network(adata, ["TF0", "NOT_A_GENE"])
+    assert all(issubclass(w.category, CourseWarning) for w in rec
+               if issubclass(w.category, B.MissingTFsWarning))
+    with pytest.warns(B.NoRegulonsWarning):
+        assert B.regulons(adata, grn, min_targets=10_000) == {}
+    assert issubclass(B.NoRegulonsWarning, CourseWarning)
