@@ -200,10 +200,9 @@ def pr_curve(pred, truth, candidates="tf_to_gene", tfs=None, *, genes=None,
 
     Examples
     --------
-    >>> truth = pd.DataFrame({"source": ["T1", "T1"], "target": ["a", "b"]})
-    >>> pred = pd.DataFrame({"source": ["T1", "T1", "T1"], "target": ["a", "c", "b"],
-    ...                      "score": [0.9, 0.8, 0.7]})
-    >>> curve = pr_curve(pred, truth, genes=["a", "b", "c", "d"])
+    >>> pred = pd.DataFrame({"source": "T1", "target": list("acb"), "score": [0.9, 0.8, 0.7]})
+    >>> truth = pred.iloc[[0, 2], :2]                 # T1 -> a and T1 -> b are the true edges
+    >>> curve = pr_curve(pred, truth, genes=list("abcd"))
     >>> curve[["recall", "precision"]].round(3).values.tolist()
     [[1.0, 0.5], [1.0, 0.667], [0.5, 0.5], [0.5, 1.0], [0.0, 1.0]]
     >>> ax = curve.plot("recall", "precision")                            # doctest: +SKIP
