@@ -35,6 +35,14 @@ class BaselineResults:
         The regulons dict if they were built.
     activity
         ``"aucell"``/``"ulm"`` -> cells x regulons activity, if requested.
+
+    Examples
+    --------
+    >>> import course_helpers as ch
+    >>> res = run_all_baselines(ch.data.load_tissue()[:100, :100].copy(), methods=["correlation"],
+    ...                         progress=False)
+    >>> list(res.edges), res.wgcna is None, res.activity
+    (['correlation'], True, {})
     """
 
     edges: dict[str, pd.DataFrame]

@@ -110,6 +110,15 @@ class WGCNAResult:
         PyWGCNA's scale-free-topology table for the chosen power (``SFT.R.sq``, ``mean(k)``, ...).
     log
         PyWGCNA's captured console output.
+
+    Examples
+    --------
+    >>> import course_helpers as ch
+    >>> res = wgcna_modules(ch.data.load_tissue()[:200, :300].copy(), min_module_size=10)
+    >>> res.n_modules == len(res.module_genes()) == res.eigengenes.shape[1]
+    True
+    >>> sum(map(len, res.module_genes(include_grey=True).values())) == len(res.modules)
+    True
     """
 
     modules: pd.Series

@@ -50,6 +50,19 @@ class CellClassifierResult:
     classes, train_groups, test_groups, train_seconds, settings
         Class order, the groups in each part (``None`` without ``group_key``), wall time of
         training, and the arguments used.
+
+    Examples
+    --------
+    Normally made by :func:`cell_classifier`; here by hand, to show what it offers:
+
+    >>> preds = pd.DataFrame({"true": ["a", "a", "b"], "predicted": ["a", "b", "b"]})
+    >>> metrics = pd.DataFrame({"accuracy": [2 / 3], "macro_f1": [0.667]}, index=["overall"])
+    >>> res = CellClassifierResult(model=None, metrics=metrics, predictions=preds,
+    ...                            history=pd.DataFrame(), classes=["a", "b"])
+    >>> res.confusion_matrix().values.tolist()
+    [[1, 1], [0, 1]]
+    >>> float(res.confusion_matrix(normalize=True).loc["a", "b"]), round(res.accuracy, 3), res.macro_f1
+    (0.5, 0.667, 0.667)
     """
 
     model: object

@@ -48,6 +48,21 @@ class GeneClassifierResult:
         The fine-tuned ``BertForTokenClassification`` of each fold.
     classes, positive, settings
         Class order, the class scored as positive by ROC AUC (binary tasks), arguments used.
+
+    Examples
+    --------
+    Normally made by :func:`gene_classifier`; here by hand, to show what it offers:
+
+    >>> preds = pd.DataFrame({"gene": list("wxyz"), "true": ["t", "t", "o", "o"],
+    ...                       "fold": [0, 1, 0, 1], "p_o": [0.2, 0.4, 0.7, 0.3],
+    ...                       "p_t": [0.8, 0.6, 0.3, 0.7]})
+    >>> res = GeneClassifierResult(metrics=pd.DataFrame({"roc_auc": [0.75]}, index=["mean"]),
+    ...                            predictions=preds, history=pd.DataFrame(), models=[],
+    ...                            classes=["o", "t"], positive="t")
+    >>> res.roc_auc
+    0.75
+    >>> sorted(res.roc_curve().columns)[:3]
+    ['auc', 'fold', 'fpr']
     """
 
     metrics: pd.DataFrame

@@ -320,6 +320,19 @@ class EmbeddingNetwork:
         Gene -> module number (0 = largest), from :func:`communities`.
     params : dict
         How the graph and modules were built.
+
+    Examples
+    --------
+    >>> emb = pd.DataFrame([[1, 0], [1, .1], [.1, 1], [0, 1]], index=list("abcd"), dtype=float)
+    >>> net = embedding_network(cosine_similarity(emb), k=1)
+    >>> net.module_genes()
+    {0: ['a', 'b'], 1: ['c', 'd']}
+    >>> net.edges()[["source", "target"]].values.tolist()
+    [['a', 'b'], ['c', 'd']]
+    >>> net.tf_edges(["a"])["target"].tolist()
+    ['b', 'c', 'd']
+    >>> net.to_anndata().obs["module"].tolist()
+    ['0', '0', '1', '1']
     """
 
     similarity: pd.DataFrame
