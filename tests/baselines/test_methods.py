@@ -202,7 +202,7 @@ def test_wgcna_economy_copy_leaves_pywgcna_alone():
     assert ours["WGCNA"] is cls and ours["np"] is not np
     assert cls.findModules.__globals__ is ours and cls.mergeCloseModules.__globals__ is ours
     a = np.random.default_rng(0).normal(size=(5, 40))
-    u, s, vt = ours["np"].linalg.svd(a)  # economy by default: no 40 x 40 matrix
+    _, _, vt = ours["np"].linalg.svd(a)  # economy by default: no 40 x 40 matrix
     assert vt.shape == (5, 40)
     assert np.linalg.svd(a)[2].shape == (40, 40)  # numpy itself unchanged
 
