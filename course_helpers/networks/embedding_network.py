@@ -10,44 +10,13 @@ import numpy as np
 import pandas as pd
 
 from .._utils import CourseInputError
+from ..tokenize import TokenizedCells
 from .graph import _check_matrix, _py, communities, edges_from_matrix
 
 
-def _dataset_column(dataset, name: str) -> list:
-    """One column of tokenized cells (HF dataset, DataFrame or dict of columns)."""
-    cols = getattr(dataset, "column_names", None)
-    if cols is None and isinstance(dataset, (pd.DataFrame, Mapping)):
-        cols = list(dataset.keys())
-    if cols is None or name not in cols:
-        raise CourseInputError(
-            f"The dataset has no column {name!r} (columns: {cols}). Fix: keep it when tokenizing, "
-            f"e.g. tokenize(adata, vocab, cell_attrs=('cell_id', {name!r}))."
-        )
-    return [str(v) for v in dataset[name]]
-
-
-def _dataset_len(dataset) -> int:
-    if isinstance(dataset, Mapping):
-        return len(dataset["input_ids"]) if "input_ids" in dataset else 0
-    return len(dataset)
-
-
-def _subset_dataset(dataset, idx: np.ndarray):
-    """The cells ``idx`` of a HF dataset, DataFrame, dict of columns or list of token lists."""
-    idx = [int(i) for i in idx]
-    if hasattr(dataset, "select") and hasattr(dataset, "column_names"):
-        return dataset.select(idx)
-    if isinstance(dataset, pd.DataFrame):
-        return dataset.iloc[idx].reset_index(drop=True)
-    if isinstance(dataset, Mapping):
-        return {k: [list(v)[i] for i in idx] if not isinstance(v, np.ndarray) else v[idx]
-                for k, v in dataset.items()}
-    return [dataset[i] for i in idx]
-
-
-def _cell_indices(dataset, cells) -> np.ndarray:
+def _cell_indices(reader: TokenizedCells, cells) -> np.ndarray:
     """Row indices from None (all), a boolean mask or a list of integer positions."""
-    n = _dataset_len(dataset)
+    n = len(reader)
     if cells is None:
         return np.arange(n)
     arr = np.asarray(list(cells) if not isinstance(cells, np.ndarray) else cells)
@@ -198,9 +167,10 @@ def embedding_similarity(
 
     if int(min_cells) < 1:
         raise CourseInputError(f"min_cells must be at least 1, got {min_cells}.")
-    idx = _cell_indices(dataset, cells)
+    reader = TokenizedCells(dataset)
+    idx = _cell_indices(reader, cells)
     if groupby is not None:
-        labels = np.asarray(_dataset_column(dataset, groupby), dtype=object)[idx]
+        labels = np.asarray([str(v) for v in reader.column(groupby)], dtype=object)[idx]
         out = {}
         for g in dict.fromkeys(labels.tolist()):
             out[g] = embedding_similarity(
@@ -209,13 +179,13 @@ def embedding_similarity(
                 progress=progress)
             out[g].attrs["params"]["group"] = {groupby: g}
         return out
-    subset = dataset if len(idx) == _dataset_len(dataset) else _subset_dataset(dataset, idx)
+    subset = dataset if len(idx) == len(reader) else reader.subset(idx)
     genes_list = None if genes is None else ([genes] if isinstance(genes, str) else list(genes))
     import warnings
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*occur in no cell.*")
-        emb = embed_genes(model, subset, layer=emb_layer, batch_size=batch_size,
+        emb = embed_genes(model, subset, emb_layer, batch_size=batch_size,  # 3rd: the layer
                           genes=genes_list, progress=progress)
     ens = emb.attrs["ensembl_id"]
     n_cells = emb.attrs["n_cells"]
