@@ -11,8 +11,9 @@ One call loads any model the course uses::
 The returned model is a plain ``transformers`` BERT (``BertForMaskedLM``, or
 ``BertForSequenceClassification`` / ``BertForTokenClassification`` for fine-tuned models, as
 ``config.json`` says) in ``eval()`` mode on the chosen device, with two extra attributes:
-``model.gene_vocab`` (the matching :class:`~course_helpers.vocab.GeneVocab`) and ``model.model_version`` (``"V1"``, ``"V2"`` or
-``"teaching"``; the teaching model follows the V1 rules).
+``model.gene_vocab`` (the matching :class:`~course_helpers.vocab.GeneVocab`) and
+``model.model_version`` (``"V1"``, ``"V2"`` or ``"teaching"``; the teaching model follows the V1
+rules).
 
 The package also holds what the analysis modules share: :func:`model_facts`, :func:`pick_device`,
 :func:`pad_batch`, :func:`length_sorted_batches`, :func:`hidden_states` and
@@ -24,7 +25,7 @@ Files
 - ``specs.py``: KNOWN_MODELS / ModelSpec (the models known by name), HUB_REPO, HUB_REVISION
 - ``folder.py``: reading a model folder (config, weights, vocabulary), check_vocab_matches_model
 - ``device.py``: pick_device
-- ``facts.py``: ModelFacts / model_facts (special tokens, sizes, device, layer; resolve_genes)
+- ``facts.py``: ModelFacts / model_facts (special tokens, sizes, device, layer; _resolve_genes)
 - ``hidden.py``: resolve_layer (the emb_layer convention) and hidden_states
 - ``batching.py``: pad_batch, length_sorted_batches, forward_memory_bytes
 - ``mlm.py``: masked_gene_accuracy

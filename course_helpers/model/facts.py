@@ -42,6 +42,13 @@ class ModelFacts:
     emb_layer : int
         The validated hidden-state layer (reference ``emb_layer``: 0 = last, -1 =
         second-to-last); ``hidden_index`` is its index into ``hidden_states``.
+
+    Examples
+    --------
+    >>> from course_helpers.model import load_model
+    >>> facts = model_facts(load_model("teaching"), emb_layer=0)
+    >>> facts.n_layers, facts.emb_layer, facts.hidden_index, facts.max_len
+    (4, 0, 4, 1024)
     """
 
     model: object
@@ -76,7 +83,7 @@ class ModelFacts:
         """
         return np.isin(np.asarray(token_ids, dtype=np.int64), self.special_ids)
 
-    def resolve_genes(self, genes, *, argname: str = "genes") -> list[int]:
+    def _resolve_genes(self, genes, *, argname: str = "genes") -> list[int]:
         """Token ids of genes for this model: :meth:`GeneVocab.resolve` with the model's checks.
 
         Names need the model's vocabulary; token ids must be gene tokens below ``vocab_size``
@@ -86,9 +93,9 @@ class ModelFacts:
         --------
         >>> from course_helpers.model import load_model
         >>> facts = model_facts(load_model("teaching"))
-        >>> facts.resolve_genes(["VWF", 5])
+        >>> facts._resolve_genes(["VWF", 5])
         [439, 5]
-        >>> facts.resolve_genes([0])
+        >>> facts._resolve_genes([0])
         Traceback (most recent call last):
         ...
         course_helpers._utils.CourseInputError: Token id(s) [0] in genes are not gene tokens ...

@@ -50,8 +50,8 @@ def test_v2_vocab_specials_and_every_angle_token():
     assert f.version == "V2"  # no model_version attribute: the vocabulary's
     assert f.max_len == 12 and f.hidden == 16 and f.vocab_size == 9
     with pytest.raises(CourseInputError, match=r"\[8\] in genes are not gene tokens"):
-        f.resolve_genes([4, 8])
-    assert f.resolve_genes(["ENSG00000000005", 4]) == [5, 4]
+        f._resolve_genes([4, 8])
+    assert f._resolve_genes(["ENSG00000000005", 4]) == [5, 4]
 
 
 def test_plain_model_without_vocabulary():
@@ -60,18 +60,18 @@ def test_plain_model_without_vocabulary():
     assert f.vocab is None and f.version is None
     assert f.pad_id == 3 and f.mask_id is None and f.special_ids.tolist() == [3]
     assert f.emb_layer == -2 and f.hidden_index == 0
-    assert f.resolve_genes([5, 4, 5]) == [5, 4]
-    assert f.resolve_genes(np.int64(2)) == [2]
+    assert f._resolve_genes([5, 4, 5]) == [5, 4]
+    assert f._resolve_genes(np.int64(2)) == [2]
     with pytest.raises(CourseInputError, match="no gene vocabulary"):
-        f.resolve_genes(["CD79A"])
+        f._resolve_genes(["CD79A"])
     with pytest.raises(CourseInputError, match="not gene tokens"):
-        f.resolve_genes([3])
+        f._resolve_genes([3])
     with pytest.raises(CourseInputError, match=r"\[8\] in cells are not gene tokens.*0\.\.7"):
-        f.resolve_genes([8], argname="cells")
+        f._resolve_genes([8], argname="cells")
     with pytest.raises(CourseInputError, match="genes is empty"):
-        f.resolve_genes([])
+        f._resolve_genes([])
     with pytest.raises(CourseInputError, match="pass token ids"):
-        f.resolve_genes([1.0])
+        f._resolve_genes([1.0])
 
 
 def test_pad_id_defaults_to_zero():
@@ -83,9 +83,9 @@ def test_pad_id_defaults_to_zero():
 def test_resolve_genes_uses_the_vocabulary(teaching):
     f = model_facts(teaching)
     vwf = teaching.gene_vocab.tokens(["VWF"])[0]
-    assert f.resolve_genes(["vwf", 5]) == [vwf, 5]
+    assert f._resolve_genes(["vwf", 5]) == [vwf, 5]
     with pytest.raises(CourseInputError, match=r"VWFX.*did you mean.*'VWF'"):
-        f.resolve_genes(["VWFX"])
+        f._resolve_genes(["VWFX"])
 
 
 def test_bad_model_and_layer(teaching):
