@@ -11,6 +11,7 @@ import pandas as pd
 from .._utils import CourseInputError
 from .._utils import progress as _progress
 from ..model import pick_device
+from . import training  # training._train: one place to patch in checks that no training starts
 from .freezing import freeze
 from .heads import _make_classifier
 from .inference import _logits
@@ -26,7 +27,7 @@ from .inputs import (
 )
 from .lora import _apply_lora
 from .saving import save_classifier
-from .training import _finish, _train
+from .training import _finish
 
 
 @dataclass
@@ -309,7 +310,7 @@ def gene_classifier(
         clf = _make_classifier(model, "gene", classes, seed)
         freeze(clf, freeze_layers, freeze_embeddings)
         trainee = _apply_lora(clf, lora, "gene") if lora is not None else clf
-        trained, history, seconds = _train(
+        trained, history, seconds = training._train(
             trainee, rows, None, task="gene", epochs=epochs, learning_rate=learning_rate,
             batch_size=batch_size, seed=seed, device=dev, progress=False, desc="")
         final = _finish(trained, clf, lora)

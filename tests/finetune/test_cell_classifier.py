@@ -355,3 +355,18 @@ def test_new_classifier(model):
         ft.new_classifier(model, ["a", "b"], task="cells")
     with pytest.raises(CourseInputError, match="at least two different"):
         ft.new_classifier(model, ["a", "a"])
+
+
+def test_training_has_one_patch_point(model, cells):
+    """Chapter 5 checks that bad input fails before training: it patches training._train."""
+    from unittest import mock
+
+    with mock.patch("course_helpers.finetune.training._train",
+                    side_effect=RuntimeError("training started")) as train:
+        with pytest.raises(CourseInputError):
+            ft.cell_classifier(model, cells, "disease", progress=False)
+        assert train.call_count == 0
+        with pytest.raises(RuntimeError, match="training started"):
+            ft.cell_classifier(model, cells, "state", group_key="donor", test_groups=["H3", "F3"],
+                               **FAST)
+        assert train.call_count == 1

@@ -146,3 +146,15 @@ def test_gene_classifier_bad_input(model, gene_task):
         ft.gene_classifier(model, ds, {**labels, absent: "top"}, n_splits=2, progress=False)
     with pytest.raises(CourseInputError, match="non-empty mapping"):
         ft.gene_classifier(model, ds, ["A", "B"], progress=False)
+
+
+def test_training_has_one_patch_point(model, gene_task):
+    """Chapter 5 patches training._train; gene_classifier goes through it too."""
+    from unittest import mock
+
+    ds, labels = gene_task
+    with mock.patch("course_helpers.finetune.training._train",
+                    side_effect=RuntimeError("training started")) as train, \
+            pytest.raises(RuntimeError, match="training started"):
+        ft.gene_classifier(model, ds, labels, n_splits=2, progress=False)
+    assert train.call_count == 1
