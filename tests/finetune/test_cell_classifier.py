@@ -1,12 +1,5 @@
-"""Tests for course_helpers.finetune: cell classifier, freezing, saving, LoRA and new heads, on a tiny model.
-
-The model is a 2-layer BERT with the teaching vocabulary and hidden size 32, so every fine-tune
-takes a second or two. The toy cells make the answer learnable: a cell's class is written in its
-first gene.
-"""
+"""Tests for course_helpers.finetune.cell_classifier (and fine-tuned models in the rest of the package), on the tiny model and toy cells of conftest.py."""
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pandas as pd
@@ -18,82 +11,17 @@ datasets = pytest.importorskip("datasets")
 pytest.importorskip("accelerate")
 
 from transformers import (
-    BertConfig,
     BertForMaskedLM,
     BertForSequenceClassification,
-    BertForTokenClassification,
 )
 
 from course_helpers import finetune as ft
 from course_helpers._utils import CourseInputError
 from course_helpers.vocab import GeneVocab
 
-DONORS = {"H1": "healthy", "H2": "healthy", "H3": "healthy",
-          "F1": "diseased", "F2": "diseased", "F3": "diseased"}
-
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def vocab():
-    return GeneVocab.teaching()
-
-
-def _tiny_model(vocab, seed=0):
-    torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-                     pad_token_id=vocab.pad_token_id, hidden_dropout_prob=0.0,
-                     attention_probs_dropout_prob=0.0)
-    m = BertForMaskedLM(cfg).eval()
-    m.gene_vocab = vocab
-    m.model_version = "teaching"
-    return m
-
-
-@pytest.fixture(scope="module")
-def model(vocab):
-    return _tiny_model(vocab)
-
-
-def _gene_tokens(vocab, n, start=10):
-    special = {vocab.pad_token_id, vocab.mask_token_id}
-    return [t for t in range(start, len(vocab)) if t not in special][:n]
-
-
-@pytest.fixture(scope="module")
-def cells(vocab):
-    """120 cells from 6 donors; diseased cells start with token MARK, healthy ones do not."""
-    rng = np.random.default_rng(0)
-    genes = _gene_tokens(vocab, 200)
-    mark, others = genes[0], genes[1:]
-    rows = {"cell_id": [], "input_ids": [], "length": [], "state": [], "donor": []}
-    for donor, state in DONORS.items():
-        for k in range(20):
-            ids = list(rng.choice(others, size=int(rng.integers(12, 20)), replace=False))
-            if state == "diseased":
-                ids = [mark] + ids
-            rows["cell_id"].append(f"{donor}_{k}")
-            rows["input_ids"].append([int(t) for t in ids])
-            rows["length"].append(len(ids))
-            rows["state"].append(state)
-            rows["donor"].append(donor)
-    return datasets.Dataset.from_dict(rows)
-
-
-FAST = {"epochs": 4, "learning_rate": 3e-3, "batch_size": 8, "progress": False}
-
-
-@pytest.fixture(scope="module")
-def cell_result(model, cells):
-    return ft.cell_classifier(model, cells, "state", group_key="donor",
-                              test_groups=["H3", "F3"], **FAST)
-
-
-# --------------------------------------------------------------------------------------------
-# cell classifier
-# --------------------------------------------------------------------------------------------
 def test_cell_classifier_holds_out_donors_and_learns(cell_result, cells):
     res = cell_result
     assert res.classes == ["diseased", "healthy"]
@@ -121,7 +49,7 @@ def test_cell_classifier_holds_out_donors_and_learns(cell_result, cells):
     assert res.history["eval_loss"].notna().all()
 
 
-def test_cell_classifier_model_keeps_vocab_labels_and_leaves_input_alone(cell_result, model):
+def test_cell_classifier_model_keeps_vocab_labels_and_leaves_input_alone(cell_result, model, tiny_model):
     clf = cell_result.model
     assert isinstance(clf, BertForSequenceClassification)
     assert clf.config.id2label == {0: "diseased", 1: "healthy"}
@@ -129,7 +57,7 @@ def test_cell_classifier_model_keeps_vocab_labels_and_leaves_input_alone(cell_re
     assert clf.gene_vocab is model.gene_vocab and clf.model_version == "teaching"
     assert not clf.training
     assert all(p.requires_grad for p in clf.parameters())
-    fresh = _tiny_model(model.gene_vocab)  # same seed: the weights the caller passed
+    fresh = tiny_model(model.gene_vocab)  # same seed: the weights the caller passed
     for (k, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
         assert torch.equal(a, b), f"{k} of the caller's model changed"
     # the encoder did move during fine-tuning
@@ -137,106 +65,26 @@ def test_cell_classifier_model_keeps_vocab_labels_and_leaves_input_alone(cell_re
     assert not torch.allclose(clf.bert.encoder.layer[0].attention.self.query.weight, w0)
 
 
-def test_cell_classifier_is_deterministic(model, cells, cell_result):
+def test_cell_classifier_is_deterministic(model, cells, cell_result, fast):
     again = ft.cell_classifier(model, cells, "state", group_key="donor",
-                               test_groups=["H3", "F3"], **FAST)
+                               test_groups=["H3", "F3"], **fast)
     pd.testing.assert_frame_equal(again.predictions, cell_result.predictions)
     pd.testing.assert_frame_equal(again.history, cell_result.history)
 
 
-def test_cell_classifier_random_split_without_groups(model, cells):
-    res = ft.cell_classifier(model, cells, "state", test_size=0.25, **FAST)
+def test_cell_classifier_random_split_without_groups(model, cells, fast):
+    res = ft.cell_classifier(model, cells, "state", test_size=0.25, **fast)
     assert len(res.predictions) == 30 and res.test_groups is None
     assert res.predictions["true"].value_counts().to_dict() == {"diseased": 15, "healthy": 15}
     assert res.predictions["index"].is_unique
 
 
-def test_cell_classifier_picks_groups_per_class(model, cells):
+def test_cell_classifier_picks_groups_per_class(model, cells, donors):
     res = ft.cell_classifier(model, cells, "state", group_key="donor", test_size=0.34,
                              epochs=1, batch_size=16, progress=False)
     held = res.test_groups
-    assert len(held) == 2 and {DONORS[g] for g in held} == {"healthy", "diseased"}
+    assert len(held) == 2 and {donors[g] for g in held} == {"healthy", "diseased"}
     assert set(res.predictions["donor"]) == set(held)
-
-
-def test_freeze_layers_keeps_frozen_weights(model, cells):
-    res = ft.cell_classifier(model, cells, "state", group_key="donor", test_groups=["H3", "F3"],
-                             freeze_layers=1, **FAST)
-    clf = res.model
-    sd = model.bert.state_dict()
-    for k, v in clf.bert.embeddings.state_dict().items():
-        assert torch.equal(v, sd[f"embeddings.{k}"]), k
-    for k, v in clf.bert.encoder.layer[0].state_dict().items():
-        assert torch.equal(v, sd[f"encoder.layer.0.{k}"]), k
-    changed = [not torch.equal(v, sd[f"encoder.layer.1.{k}"])
-               for k, v in clf.bert.encoder.layer[1].state_dict().items()]
-    assert any(changed)
-    assert res.settings["freeze_layers"] == 1
-
-
-def test_freeze_reference_mode_trains_embeddings(vocab):
-    clf = BertForSequenceClassification(_tiny_model(vocab).config)
-    counts = ft.freeze(clf, 1, freeze_embeddings=False)
-    assert all(p.requires_grad for p in clf.bert.embeddings.parameters())
-    assert not any(p.requires_grad for p in clf.bert.encoder.layer[0].parameters())
-    assert counts["trainable"] < counts["total"]
-    head_only = BertForSequenceClassification(_tiny_model(vocab).config)
-    c2 = ft.freeze(head_only, 2)
-    trainable = {n for n, p in head_only.named_parameters() if p.requires_grad}
-    assert trainable and all(n.startswith(("classifier", "bert.pooler")) for n in trainable)
-    assert c2["trainable"] < counts["trainable"]
-    with pytest.raises(CourseInputError, match="from 0 .* to 2"):
-        ft.freeze(head_only, 3)
-
-
-def test_save_writes_the_loadable_folder(cell_result, cells, tmp_path):
-    out = cell_result.save(tmp_path / "clf")
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors",
-                                                     "vocab.tsv"]
-    cfg = json.loads((out / "config.json").read_text())
-    assert cfg["architectures"] == ["BertForSequenceClassification"]
-    assert cfg["id2label"] == {"0": "diseased", "1": "healthy"}
-    assert cfg["label2id"] == {"diseased": 0, "healthy": 1}
-    assert cfg["course_helpers"]["model_version"] == "teaching"
-    assert cfg["course_helpers"]["label_key"] == "state"
-    assert cfg["course_helpers"]["test_groups"] == ["F3", "H3"]
-    loaded = BertForSequenceClassification.from_pretrained(out).eval()
-    loaded.gene_vocab = GeneVocab.from_tsv(out / "vocab.tsv")
-    assert len(loaded.gene_vocab) == len(cell_result.model.gene_vocab)
-    from course_helpers.model import load_model
-
-    via_course = load_model(out, device="cpu")
-    assert type(via_course) is BertForSequenceClassification
-    assert via_course.model_version == "teaching"
-    assert via_course.config.id2label == {0: "diseased", 1: "healthy"}
-    a = ft.predict_cells(cell_result.model, cells, progress=False)
-    b = ft.predict_cells(loaded, cells, progress=False)
-    c = ft.predict_cells(via_course, cells, progress=False)
-    np.testing.assert_allclose(a[["p_diseased"]], c[["p_diseased"]], atol=1e-5)
-    np.testing.assert_allclose(a[["p_diseased", "p_healthy"]], b[["p_diseased", "p_healthy"]],
-                               atol=1e-5)
-    assert list(a.columns) == ["cell_id", "p_diseased", "p_healthy", "predicted"]
-    # no overwrite by accident, and nothing half-written
-    with pytest.raises(CourseInputError, match="already exists"):
-        cell_result.save(out)
-    cell_result.save(out, overwrite=True)
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
-
-
-def test_save_leaves_nothing_on_failure(cell_result, tmp_path, monkeypatch):
-    def boom(*a, **k):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(type(cell_result.model.gene_vocab), "to_tsv", boom)
-    with pytest.raises(OSError, match="disk full"):
-        cell_result.save(tmp_path / "clf")
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_continue_training_a_classifier(cell_result, cells):
-    res = ft.cell_classifier(cell_result.model, cells, "state", group_key="donor",
-                             test_groups=["H3", "F3"], epochs=1, batch_size=16, progress=False)
-    assert res.accuracy >= 0.9
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,11 +132,11 @@ def test_cell_classifier_label_count_mismatch(cell_result, cells):
         ft.cell_classifier(cell_result.model, renamed, "state", progress=False)
 
 
-def test_cell_classifier_rejects_non_models(cells):
+def test_cell_classifier_rejects_non_models(cells, tiny_model):
     with pytest.raises(CourseInputError, match="Geneformer-family BERT model"):
         ft.cell_classifier("teaching", cells, "state", progress=False)
     with pytest.raises(CourseInputError, match="input_ids"):
-        ft.cell_classifier(_tiny_model(GeneVocab.teaching()), {"state": ["a", "b"]}, "state")
+        ft.cell_classifier(tiny_model(GeneVocab.teaching()), {"state": ["a", "b"]}, "state")
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,53 +159,7 @@ def test_perturbation_on_classifier_equals_mlm_with_same_encoder(cell_result, ce
                                   check_exact=False, atol=1e-6)
 
 
-def test_lora_when_peft_is_installed(model, cells):
-    pytest.importorskip("peft")
-    res = ft.cell_classifier(model, cells, "state", group_key="donor", test_groups=["H3", "F3"],
-                             lora=4, epochs=4, learning_rate=5e-3, batch_size=8, progress=False)
-    clf = res.model
-    assert type(clf) is BertForSequenceClassification  # merged back: a plain classifier
-    assert not any("lora" in n for n, _ in clf.named_parameters())
-    sd = model.bert.state_dict()
-    # LoRA changes the adapted projections only; embeddings and feed-forward stay pretrained
-    assert torch.equal(clf.bert.embeddings.word_embeddings.weight, sd["embeddings.word_embeddings.weight"])
-    assert torch.equal(clf.bert.encoder.layer[0].intermediate.dense.weight,
-                       sd["encoder.layer.0.intermediate.dense.weight"])
-    assert not torch.equal(clf.bert.encoder.layer[0].attention.self.query.weight,
-                           sd["encoder.layer.0.attention.self.query.weight"])
-    assert res.accuracy >= 0.8, res.metrics
-
-
-def test_lora_without_peft_says_how_to_install(model, cells, monkeypatch):
-    import builtins
-
-    real = builtins.__import__
-
-    def no_peft(name, *a, **k):
-        if name == "peft" or name.startswith("peft."):
-            raise ImportError("no peft")
-        return real(name, *a, **k)
-
-    monkeypatch.setattr(builtins, "__import__", no_peft)
-    with pytest.raises(CourseInputError, match="pip install 'course_helpers\\[finetune\\]'"):
-        ft.cell_classifier(model, cells, "state", lora=4, progress=False)
-
-
-def test_new_classifier(model):
-    clf = ft.new_classifier(model, ["healthy", "diseased"])
-    assert isinstance(clf, BertForSequenceClassification)
-    assert clf.config.id2label == {0: "healthy", 1: "diseased"} and clf.gene_vocab is model.gene_vocab
-    tok = ft.new_classifier(model, ["a", "b", "c"], task="gene")
-    assert isinstance(tok, BertForTokenClassification) and tok.config.num_labels == 3
-    assert torch.equal(tok.bert.embeddings.word_embeddings.weight,
-                       model.bert.embeddings.word_embeddings.weight)
-    with pytest.raises(CourseInputError, match="task must be"):
-        ft.new_classifier(model, ["a", "b"], task="cells")
-    with pytest.raises(CourseInputError, match="at least two different"):
-        ft.new_classifier(model, ["a", "a"])
-
-
-def test_training_has_one_patch_point(model, cells):
+def test_training_has_one_patch_point(model, cells, fast):
     """Chapter 5 checks that bad input fails before training: it patches training._train."""
     from unittest import mock
 
@@ -368,5 +170,5 @@ def test_training_has_one_patch_point(model, cells):
         assert train.call_count == 0
         with pytest.raises(RuntimeError, match="training started"):
             ft.cell_classifier(model, cells, "state", group_key="donor", test_groups=["H3", "F3"],
-                               **FAST)
+                               **fast)
         assert train.call_count == 1

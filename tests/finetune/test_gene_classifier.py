@@ -15,53 +15,20 @@ datasets = pytest.importorskip("datasets")
 pytest.importorskip("accelerate")
 
 from transformers import (
-    BertConfig,
-    BertForMaskedLM,
     BertForTokenClassification,
 )
 
 from course_helpers import finetune as ft
 from course_helpers._utils import CourseInputError
-from course_helpers.vocab import GeneVocab
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def vocab():
-    return GeneVocab.teaching()
-
-
-def _tiny_model(vocab, seed=0):
-    torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-                     pad_token_id=vocab.pad_token_id, hidden_dropout_prob=0.0,
-                     attention_probs_dropout_prob=0.0)
-    m = BertForMaskedLM(cfg).eval()
-    m.gene_vocab = vocab
-    m.model_version = "teaching"
-    return m
-
-
-@pytest.fixture(scope="module")
-def model(vocab):
-    return _tiny_model(vocab)
-
-
-def _gene_tokens(vocab, n, start=10):
-    special = {vocab.pad_token_id, vocab.mask_token_id}
-    return [t for t in range(start, len(vocab)) if t not in special][:n]
-
-
-# --------------------------------------------------------------------------------------------
-# gene classifier
-# --------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def gene_task(vocab):
+def gene_task(vocab, gene_tokens):
     """"top" genes always sit in the first positions of a cell, "bottom" genes in the last."""
     rng = np.random.default_rng(1)
-    toks = _gene_tokens(vocab, 140)
+    toks = gene_tokens(vocab, 140)
     top, bottom, filler = toks[:20], toks[20:40], toks[40:]
     rows = {"input_ids": [], "length": []}
     for _ in range(80):
@@ -81,7 +48,7 @@ def gene_result(model, gene_task):
                               batch_size=8, progress=False)
 
 
-def test_gene_classifier_cross_validates_over_genes(gene_result, gene_task):
+def test_gene_classifier_cross_validates_over_genes(gene_result, gene_task, gene_tokens):
     _ds, labels = gene_task
     res = gene_result
     p = res.predictions
@@ -132,7 +99,7 @@ def test_gene_classifier_is_deterministic(model, gene_task, gene_result):
     pd.testing.assert_frame_equal(again.predictions, gene_result.predictions)
 
 
-def test_gene_classifier_bad_input(model, gene_task):
+def test_gene_classifier_bad_input(model, gene_task, gene_tokens):
     ds, labels = gene_task
     with pytest.raises(CourseInputError, match=r"not in the model's vocabulary: \['NOTAGENE'\]"):
         ft.gene_classifier(model, ds, {**labels, "NOTAGENE": "top"}, progress=False)
@@ -141,7 +108,7 @@ def test_gene_classifier_bad_input(model, gene_task):
     few = dict(list(labels.items())[:22])  # 20 top, 2 bottom
     with pytest.raises(CourseInputError, match="fewer genes than n_splits=5"):
         ft.gene_classifier(model, ds, few, progress=False)
-    absent = model.gene_vocab.symbols(_gene_tokens(model.gene_vocab, 300)[250:251])[0]
+    absent = model.gene_vocab.symbols(gene_tokens(model.gene_vocab, 300)[250:251])[0]
     with pytest.raises(CourseInputError, match="occur in no cell"):
         ft.gene_classifier(model, ds, {**labels, absent: "top"}, n_splits=2, progress=False)
     with pytest.raises(CourseInputError, match="non-empty mapping"):
