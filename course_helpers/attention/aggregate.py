@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from .._utils import CourseInputError
+from .._utils import CourseInputError, renamed_parameters
 from ..model import length_sorted_batches
 from .extract import _device, _n_heads, _n_layers, _stream
 from .inputs import (
@@ -22,11 +22,13 @@ from .memory import _check_request
 from .result import AttentionResult
 
 
+@renamed_parameters(layers="attn_layers")
 def aggregate_attention(
     model,
     dataset,
     genes=None,
-    layers="all",
+    attn_layers="all",
+    *,
     heads="all",
     method: str = "weight",
     batch_size: int = 8,
@@ -34,7 +36,6 @@ def aggregate_attention(
     symmetric: bool = False,
     progress: bool = True,
     seed: int = 0,
-    *,
     max_genes: int = _DEFAULT_MAX_GENES,
     average=None,
     max_memory=None,
@@ -63,9 +64,10 @@ def aggregate_attention(
         Gene set: token ids, symbols / Ensembl IDs (needs ``model.gene_vocab``), ``"mito"`` /
         ``"ribo"``; default: the ``max_genes`` most frequently present genes of the cells used
         (a warning says when genes were left out).
-    layers, heads
-        ``"all"``, an index (0 = first, -1 = last) or a list.  The forward pass stops after the
-        last layer needed.
+    attn_layers, heads
+        Attention layers and heads: ``"all"``, an index (0 = first, -1 = last) or a list.  The
+        forward pass stops after the last layer needed.  (``layers=`` is the old, deprecated
+        name of ``attn_layers``.)
     method
         ``"weight"`` (attention weights) or ``"norm"`` (Kobayashi et al. 2020:
         ``alpha_ij x ||(x_j W_V^h + b_V^h) W_O^h||``; see the module docstring).
@@ -92,7 +94,7 @@ def aggregate_attention(
     Returns
     -------
     AttentionResult
-        ``.matrix(layer, head, symmetric)``, ``.counts``, ``.to_edges(top_k=...)``.
+        ``.matrix(attn_layer, head, symmetric)``, ``.counts``, ``.to_edges(top_k=...)``.
 
     Raises
     ------
@@ -115,7 +117,7 @@ def aggregate_attention(
     avg_heads, avg_layers = _average_flags(average)
     cells = _Cells(dataset)
     n_model_layers, n_model_heads = _n_layers(model), _n_heads(model)
-    layer_ids = _resolve_index_list(layers, n_model_layers, "layers")
+    layer_ids = _resolve_index_list(attn_layers, n_model_layers, "attn_layers", "layers")
     head_ids = _resolve_index_list(heads, n_model_heads, "heads")
     if int(batch_size) < 1:
         raise CourseInputError(f"batch_size must be at least 1, got {batch_size}.")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .._utils import CourseInputError
+from .._utils import CourseInputError, renamed_parameters
 from .aggregate import aggregate_attention
 from .inputs import _DEFAULT_MAX_GENES, _Cells, _gene_set
 from .result import AttentionResult, _ranked_pairs
@@ -45,12 +45,11 @@ class StateContrast:
     def genes(self) -> list:
         return list(self.a.genes)
 
-    def _means(self, layer, head, symmetric):
-        ma = self.a.mean_array(layer, head, self.min_count)
-        mb = self.b.mean_array(layer, head, self.min_count)
-        sym = self.a.symmetric if symmetric is None else bool(symmetric)
-        if sym:
-            ma, mb = (ma + ma.T) / 2.0, (mb + mb.T) / 2.0
+    def _means(self, attn_layer, head, symmetric):
+        if symmetric is None:
+            symmetric = self.a.symmetric
+        ma, sym = self.a._view(attn_layer, head, symmetric, self.min_count)
+        mb, _ = self.b._view(attn_layer, head, symmetric, self.min_count)
         return ma, mb, sym
 
     def _pseudocount(self, ma, mb) -> float:
@@ -60,7 +59,8 @@ class StateContrast:
                                mb[np.isfinite(ma) & np.isfinite(mb)]])
         return float(np.median(both)) if both.size else 1e-6
 
-    def contrast_array(self, layer=None, head=None, symmetric=None,
+    @renamed_parameters(layer="attn_layer")
+    def contrast_array(self, attn_layer=None, head=None, symmetric=None,
                        normalize: str = "log2") -> np.ndarray:
         """``(G, G)`` contrast, group ``a`` versus group ``b``; NaN where a pair is missing.
 
@@ -74,7 +74,7 @@ class StateContrast:
             raise CourseInputError(
                 f"normalize={normalize!r} is not known. Fix: one of {list(_CONTRAST_NORMS)}."
             )
-        ma, mb, _ = self._means(layer, head, symmetric)
+        ma, mb, _ = self._means(attn_layer, head, symmetric)
         if normalize == "diff":
             return ma - mb
         if normalize == "log2":
@@ -89,21 +89,24 @@ class StateContrast:
         scale = mad if mad > 0 else (float(np.std(fin)) or 1.0)
         return (d - float(np.median(fin))) / scale
 
-    def difference(self, layer=None, head=None, symmetric=None) -> pd.DataFrame:
+    @renamed_parameters(layer="attn_layer")
+    def difference(self, attn_layer=None, head=None, symmetric=None) -> pd.DataFrame:
         """mean attention in ``a`` minus in ``b`` (labelled; NaN where a pair is missing)."""
-        return self.matrix(layer, head, symmetric, normalize="diff")
+        return self.matrix(attn_layer, head, symmetric, normalize="diff")
 
-    def matrix(self, layer=None, head=None, symmetric=None,
+    @renamed_parameters(layer="attn_layer")
+    def matrix(self, attn_layer=None, head=None, symmetric=None,
                normalize: str = "log2") -> pd.DataFrame:
         """The contrast as a labelled gene x gene DataFrame (row = query, column = key)."""
-        m = self.contrast_array(layer, head, symmetric, normalize)
+        m = self.contrast_array(attn_layer, head, symmetric, normalize)
         sym = self.a.symmetric if symmetric is None else bool(symmetric)
         df = pd.DataFrame(m, index=self.genes, columns=self.genes)
         df.index.name = "gene" if sym else "source (query)"
         df.columns.name = "gene" if sym else "target (key)"
         return df
 
-    def to_edges(self, layer=None, head=None, symmetric=None, *, normalize: str = "log2",
+    @renamed_parameters(layer="attn_layer")
+    def to_edges(self, attn_layer=None, head=None, symmetric=None, *, normalize: str = "log2",
                  direction: str = "both", top_k: int | None = None,
                  self_loops: bool = False) -> pd.DataFrame:
         """Gene pairs ranked by how much their attention changes between the groups.
@@ -116,8 +119,8 @@ class StateContrast:
         if direction not in ("both", "up", "down"):
             raise CourseInputError(
                 f"direction={direction!r} is not known. Fix: 'both', 'up' or 'down'.")
-        c = self.contrast_array(layer, head, symmetric, normalize)
-        ma, mb, sym = self._means(layer, head, symmetric)
+        c = self.contrast_array(attn_layer, head, symmetric, normalize)
+        ma, mb, sym = self._means(attn_layer, head, symmetric)
         signed = np.abs(c) if direction == "both" else (c if direction == "up" else -c)
         i, j, score = _ranked_pairs(signed, np.isfinite(c), symmetric=sym,
                                     self_loops=self_loops, top_k=top_k)
@@ -129,7 +132,8 @@ class StateContrast:
             f"n_cells_{na}": self.a.counts[i, j], f"n_cells_{nb}": self.b.counts[i, j],
         }).reset_index(drop=True)
 
-    def gene_scores(self, layer=None, head=None, *, normalize: str = "log2") -> pd.DataFrame:
+    @renamed_parameters(layer="attn_layer")
+    def gene_scores(self, attn_layer=None, head=None, *, normalize: str = "log2") -> pd.DataFrame:
         """Per gene: how much the attention of its pairs changes (a blind read-out of the state).
 
         Returns ``mean_abs`` (mean |contrast| over its partners, as query and as key),
@@ -138,7 +142,7 @@ class StateContrast:
         in only one group has no pairs in the other, hence no contrast - look here instead).
         Sorted by ``mean_abs``.
         """
-        c = self.contrast_array(layer, head, False, normalize)
+        c = self.contrast_array(attn_layer, head, False, normalize)
         both = np.concatenate([c, c.T], axis=1)
         fin = np.isfinite(both)
         with np.errstate(invalid="ignore"):
@@ -196,6 +200,7 @@ def _subset_cells(cells: _Cells, idx: np.ndarray):
     return [ds[i] for i in idx]
 
 
+@renamed_parameters(layers="attn_layers")
 def state_contrast(
     model,
     dataset,
@@ -203,7 +208,7 @@ def state_contrast(
     groups,
     *,
     genes=None,
-    layers="all",
+    attn_layers="all",
     heads="all",
     method: str = "weight",
     average="all",
@@ -244,7 +249,7 @@ def state_contrast(
     genes
         Gene set (as :func:`aggregate_attention`); default: the ``max_genes`` genes most often
         present in the cells of both groups together.
-    layers, heads, method, average, batch_size, max_memory, switch_to_eager
+    attn_layers, heads, method, average, batch_size, max_memory, switch_to_eager
         As :func:`aggregate_attention` (``average="all"`` by default: one matrix per group).
     max_cells
         At most this many cells **per group** (seeded random subset).
@@ -308,7 +313,7 @@ def state_contrast(
     results = {}
     for g in (ga, gb):
         results[g] = aggregate_attention(
-            model, _subset_cells(cells, idx[g]), genes=tokens, layers=layers, heads=heads,
+            model, _subset_cells(cells, idx[g]), genes=tokens, attn_layers=attn_layers, heads=heads,
             method=method, batch_size=batch_size, symmetric=symmetric, progress=progress,
             seed=seed, average=average, max_memory=max_memory, switch_to_eager=switch_to_eager)
         results[g].info["group"] = {groupby: g}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .._utils import CourseInputError
+from .._utils import CourseInputError, renamed_parameters
 from ..model import length_sorted_batches
 from .extract import _device, _n_heads, _n_layers, _stream
 from .inputs import _Cells, _check_method, _resolve_index_list, _resolve_tokens, _select_cells
@@ -47,10 +47,10 @@ class _Plan:
                 desc=desc, switch_to_eager=switch_to_eager)
 
 
-def _prepare_summary(model, dataset, layers, heads, batch_size, max_cells, seed, max_memory,
+def _prepare_summary(model, dataset, attn_layers, heads, batch_size, max_cells, seed, max_memory,
                      what, method: str = "weight") -> _Plan:
     cells = _Cells(dataset)
-    layer_ids = _resolve_index_list(layers, _n_layers(model), "layers")
+    layer_ids = _resolve_index_list(attn_layers, _n_layers(model), "attn_layers", "layers")
     head_ids = _resolve_index_list(heads, _n_heads(model), "heads")
     if int(batch_size) < 1:
         raise CourseInputError(f"batch_size must be at least 1, got {batch_size}.")
@@ -71,17 +71,18 @@ def _token_mask(ids, tokens_tensor, mask):
     return torch.isin(ids, tokens_tensor) & mask
 
 
+@renamed_parameters(layers="attn_layers")
 def head_summary(
     model,
     dataset,
     tf_tokens=None,
-    layers="all",
+    attn_layers="all",
+    *,
     heads="all",
     batch_size: int = 8,
     max_cells: int | None = None,
     progress: bool = True,
     seed: int = 0,
-    *,
     max_memory=None,
     switch_to_eager: bool = True,
 ) -> pd.DataFrame:
@@ -114,6 +115,9 @@ def head_summary(
     ----------
     tf_tokens
         TFs as token ids or names (symbols / Ensembl IDs), e.g. ``load_ground_truth().tfs``.
+    attn_layers, heads
+        Attention layers and heads: ``"all"``, an index (0 = first, -1 = last) or a list
+        (``layers=`` is the old, deprecated name of ``attn_layers``).
 
     Examples
     --------
@@ -123,7 +127,7 @@ def head_summary(
     import torch
 
     plan = _prepare_summary(
-        model, dataset, layers, heads, batch_size, max_cells, seed, max_memory, "head_summary")
+        model, dataset, attn_layers, heads, batch_size, max_cells, seed, max_memory, "head_summary")
     device, slot = plan.device, plan.slot
     tf = None
     if tf_tokens is not None:
@@ -187,18 +191,19 @@ def head_summary(
     return pd.DataFrame(rows)
 
 
+@renamed_parameters(layers="attn_layers")
 def attention_by_rank(
     model,
     dataset,
-    layers="all",
+    attn_layers="all",
     heads="all",
+    *,
     max_rank: int | None = None,
     relative_bins: int | None = None,
     batch_size: int = 8,
     max_cells: int | None = None,
     progress: bool = True,
     seed: int = 0,
-    *,
     max_memory=None,
     switch_to_eager: bool = True,
 ) -> pd.DataFrame:
@@ -211,6 +216,9 @@ def attention_by_rank(
 
     Parameters
     ----------
+    attn_layers, heads
+        Attention layers and heads: ``"all"``, an index (0 = first, -1 = last) or a list
+        (``layers=`` is the old, deprecated name of ``attn_layers``).
     max_rank
         Report ranks 1..max_rank (default: the longest cell).
     relative_bins
@@ -232,7 +240,7 @@ def attention_by_rank(
     import torch
 
     plan = _prepare_summary(
-        model, dataset, layers, heads, batch_size, max_cells, seed, max_memory,
+        model, dataset, attn_layers, heads, batch_size, max_cells, seed, max_memory,
         "attention_by_rank")
     device, slot = plan.device, plan.slot
     lengths = plan.cells.lengths()[plan.sel]
@@ -301,18 +309,19 @@ def attention_by_rank(
     return pd.DataFrame(rows)
 
 
+@renamed_parameters(layers="attn_layers")
 def attention_vs_cell_length(
     model,
     dataset,
     genes,
-    layers="all",
+    attn_layers="all",
+    *,
     heads="all",
     average: bool = True,
     batch_size: int = 8,
     max_cells: int | None = None,
     progress: bool = True,
     seed: int = 0,
-    *,
     columns=None,
     method: str = "weight",
     max_memory=None,
@@ -333,6 +342,9 @@ def attention_vs_cell_length(
     genes
         The group: token ids, symbols / Ensembl IDs, or ``"mito"`` / ``"ribo"`` (from the
         vocabulary's symbols).
+    attn_layers, heads
+        Attention layers and heads: ``"all"``, an index (0 = first, -1 = last) or a list
+        (``layers=`` is the old, deprecated name of ``attn_layers``).
     average
         True: one row per cell, averaged over the selected layers and heads.  False: one row per
         cell, layer and head.
@@ -364,7 +376,7 @@ def attention_vs_cell_length(
     method = _check_method(method)
 
     plan = _prepare_summary(
-        model, dataset, layers, heads, batch_size, max_cells, seed, max_memory,
+        model, dataset, attn_layers, heads, batch_size, max_cells, seed, max_memory,
         "attention_vs_cell_length", method)
     cells, sel, slot = plan.cells, plan.sel, plan.slot
     grp = torch.as_tensor(_resolve_tokens(model, genes, "genes"), device=plan.device)

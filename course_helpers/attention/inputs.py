@@ -12,8 +12,12 @@ from .extract import _pad_id
 _DEFAULT_MAX_GENES = 1000
 
 
-def _resolve_index_list(value, n: int, what: str) -> list[int]:
-    """``"all"``, an int or a list of ints (negative counts from the end) -> sorted unique."""
+def _resolve_index_list(value, n: int, what: str, noun: str | None = None) -> list[int]:
+    """``"all"``, an int or a list of ints (negative counts from the end) -> sorted unique.
+
+    ``what`` is the parameter's name, ``noun`` what the model has ``n`` of (default ``what``).
+    """
+    noun = what if noun is None else noun
     if value is None or (isinstance(value, str) and value == "all"):
         return list(range(n))
     if isinstance(value, str):
@@ -30,7 +34,7 @@ def _resolve_index_list(value, n: int, what: str) -> list[int]:
             raise CourseInputError(f"{what} must be integers, got {v!r}.") from err
         if not -n <= iv < n:
             raise CourseInputError(
-                f"{what}={iv} is out of range: the model has {n} {what} (0 to {n - 1}, or "
+                f"{what}={iv} is out of range: the model has {n} {noun} (0 to {n - 1}, or "
                 f"{-n} to -1 counting from the end). Fix: pick indices in that range."
             )
         out.append(iv % n)

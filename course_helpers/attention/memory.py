@@ -141,7 +141,7 @@ def _guard(estimate: int, max_memory, device, *, batch_size, n_genes, n_layers_a
     if acc_bytes > 0.25 * estimate:
         tips.append(f"fewer genes (now {n_genes}: pass genes=[...] or a smaller max_genes; the "
                     f"accumulators take {acc_bytes / _GB:.2f} GB and grow with genes^2)")
-        tips.append(f"fewer layers (now {n_layers_acc}: layers=[...]) or average='heads' "
+        tips.append(f"fewer layers (now {n_layers_acc}: attn_layers=[...]) or average='heads' "
                     f"(now {heads} heads kept)")
     tips.append(f"shorter cells (longest has {max_len} genes; memory grows with length^2): "
                 "filter or truncate long cells")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._utils import CourseInputError
+from .._utils import CourseInputError, renamed_parameters
 
 
 def _ranked_pairs(scores: np.ndarray, valid: np.ndarray, *, symmetric: bool, self_loops: bool,
@@ -93,12 +93,14 @@ class AttentionResult:
             )
         return [slots.index(iv)]
 
-    def mean_array(self, layer=None, head=None, min_count: int = 1) -> np.ndarray:
+    @renamed_parameters(layer="attn_layer")
+    def mean_array(self, attn_layer=None, head=None, min_count: int = 1) -> np.ndarray:
         """Mean attention ``(G, G)`` (float64); NaN where fewer than ``min_count`` cells.
 
-        ``layer``/``head`` = None averages over the kept layers/heads.
+        ``attn_layer``/``head`` = None averages over the kept layers/heads (``layer=`` is the old,
+        deprecated name of ``attn_layer``).
         """
-        ls = self._slot(layer, self.layers, "layer", self.info.get("model_layers"))
+        ls = self._slot(attn_layer, self.layers, "attn_layer", self.info.get("model_layers"))
         hs = self._slot(head, self.heads, "head", self.info.get("model_heads"))
         s = self.sums[ls][:, hs].astype(np.float64).mean(axis=(0, 1))
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -106,14 +108,24 @@ class AttentionResult:
         m[self.counts < max(1, int(min_count))] = np.nan
         return m
 
-    def matrix(self, layer=None, head=None, symmetric=None, min_count: int = 1) -> pd.DataFrame:
+    def _view(self, attn_layer, head, symmetric, min_count) -> tuple[np.ndarray, bool]:
+        """The mean matrix, symmetrised if asked (or by default); and whether it is."""
+        m = self.mean_array(attn_layer, head, min_count)
+        sym = self.symmetric if symmetric is None else bool(symmetric)
+        if sym:
+            m = (m + m.T) / 2.0
+        return m, sym
+
+    @renamed_parameters(layer="attn_layer")
+    def matrix(self, attn_layer=None, head=None, symmetric=None,
+               min_count: int = 1) -> pd.DataFrame:
         """Mean attention as a labelled gene x gene DataFrame.
 
         Parameters
         ----------
-        layer, head
+        attn_layer, head
             Model layer / head index (negative counts from the end), or None for the average
-            over those kept.
+            over those kept.  (``layer=`` is the old, deprecated name of ``attn_layer``.)
         symmetric
             False: directed, ``[i, j]`` = mean attention from gene i (query, row) to gene j (key,
             column).  True: ``(A + A.T) / 2``.  None: the result's default.
@@ -125,10 +137,7 @@ class AttentionResult:
         >>> res = aggregate_attention(model, ds)                    # doctest: +SKIP
         >>> res.matrix(layer=-1).loc["GATA4", "NPPA"]               # doctest: +SKIP
         """
-        m = self.mean_array(layer, head, min_count)
-        sym = self.symmetric if symmetric is None else bool(symmetric)
-        if sym:
-            m = (m + m.T) / 2.0
+        m, sym = self._view(attn_layer, head, symmetric, min_count)
         df = pd.DataFrame(m, index=list(self.genes), columns=list(self.genes))
         df.index.name = "gene" if sym else "source (query)"
         df.columns.name = "gene" if sym else "target (key)"
@@ -138,17 +147,15 @@ class AttentionResult:
         """Co-occurrence counts (cells expressing both genes) as a labelled DataFrame."""
         return pd.DataFrame(self.counts, index=list(self.genes), columns=list(self.genes))
 
-    def to_edges(self, layer=None, head=None, symmetric=None, top_k: int | None = None,
+    @renamed_parameters(layer="attn_layer")
+    def to_edges(self, attn_layer=None, head=None, symmetric=None, top_k: int | None = None, *,
                  min_count: int = 1, self_loops: bool = False) -> pd.DataFrame:
         """Edge list ``source, target, score, n_cells`` sorted by score (highest first).
 
         Directed: one row per ordered pair (source = query, target = key).  Symmetric: one row
         per unordered pair (``source < target`` in matrix order).  ``top_k`` keeps the k best.
         """
-        m = self.mean_array(layer, head, min_count)
-        sym = self.symmetric if symmetric is None else bool(symmetric)
-        if sym:
-            m = (m + m.T) / 2.0
+        m, sym = self._view(attn_layer, head, symmetric, min_count)
         i, j, score = _ranked_pairs(m, ~np.isnan(m), symmetric=sym, self_loops=self_loops,
                                     top_k=top_k)
         genes = np.asarray(self.genes, dtype=object)

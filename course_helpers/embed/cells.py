@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._utils import CourseInputError
+from .._utils import CourseInputError, renamed_parameters
 from .forward import _check_model, _iter_hidden
 from .reader import _Cells
 
@@ -56,7 +56,7 @@ def default_cls(model) -> bool:
     return getattr(vocab, "cls_token_id", None) is not None
 
 
-def _cell_embeddings(model, cells: _Cells, indices: np.ndarray, layer: int, batch_size: int,
+def _cell_embeddings(model, cells: _Cells, indices: np.ndarray, emb_layer: int, batch_size: int,
                      cls: bool | None, show_progress: bool, desc: str) -> np.ndarray:
     vocab = _check_model(model)
     if cls is None:
@@ -71,7 +71,7 @@ def _cell_embeddings(model, cells: _Cells, indices: np.ndarray, layer: int, batc
     out = np.zeros((len(indices), hidden), dtype=np.float32)
     position = {int(i): k for k, i in enumerate(indices)}
     for batch_idx, input_ids, keep, h in _iter_hidden(
-            model, cells, indices, layer, batch_size, show_progress, desc):
+            model, cells, indices, emb_layer, batch_size, show_progress, desc):
         vecs = _pool_cells(h, input_ids, keep, vocab, cls).cpu().numpy()
         out[[position[int(i)] for i in batch_idx]] = vecs
     return out
@@ -101,11 +101,13 @@ def _check_adata(adata, cells: _Cells, key_added: str) -> None:
         )
 
 
+@renamed_parameters(layer="emb_layer")
 def embed_cells(
     model,
     dataset,
-    layer: int = -1,
+    emb_layer: int = -1,
     batch_size: int = 32,
+    *,
     adata=None,
     key_added: str = "X_geneformer",
     progress: bool = True,
@@ -125,8 +127,9 @@ def embed_cells(
     dataset
         Tokenized cells: a ``datasets.Dataset`` with ``input_ids`` (and ``length``), or a list of
         token-id lists.
-    layer
-        ``-1`` = second-to-last layer (reference default), ``0`` = last layer, ...
+    emb_layer
+        Hidden layer, as the reference ``emb_layer``: ``-1`` = second-to-last layer (default),
+        ``0`` = last layer, ... (``layer=`` is the old, deprecated name.)
     batch_size
         Cells per forward pass. Batches are sorted by length, longest first.
     adata
@@ -161,13 +164,14 @@ def embed_cells(
         _check_adata(adata, cells, key_added)
     if cls is None:
         cls = default_cls(model)
-    emb = _cell_embeddings(model, cells, np.arange(cells.n), layer, batch_size, cls, progress,
+    emb = _cell_embeddings(model, cells, np.arange(cells.n), emb_layer, batch_size, cls, progress,
                            "Embedding cells")
     if adata is not None:
         adata.obsm[key_added] = emb
         adata.uns[key_added] = {
             "params": {
-                "layer": int(layer),
+                "layer": int(emb_layer),  # the old key, kept for existing readers
+                "emb_layer": int(emb_layer),
                 "pooling": "cls" if cls else "mean",
                 "model_version": str(getattr(model, "model_version", "")),
                 "hidden_size": int(emb.shape[1]),

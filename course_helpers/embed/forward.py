@@ -56,7 +56,7 @@ def _check_batch(input_ids, lengths, model) -> None:
         )
 
 
-def _iter_hidden(model, cells: _Cells, indices: np.ndarray, layer: int, batch_size: int,
+def _iter_hidden(model, cells: _Cells, indices: np.ndarray, emb_layer: int, batch_size: int,
                  show_progress: bool, desc: str) -> Iterator[tuple]:
     """Yield ``(batch_indices, input_ids, keep_mask, hidden_float32)`` per length-sorted batch.
 
@@ -65,7 +65,7 @@ def _iter_hidden(model, cells: _Cells, indices: np.ndarray, layer: int, batch_si
     import torch
 
     vocab = _check_model(model)
-    resolve_layer(model, layer)  # validate before any work
+    resolve_layer(model, emb_layer)  # validate before any work
     device = _model_device(model)
     lengths_all = cells.lengths()
     lengths = lengths_all[indices]
@@ -95,7 +95,7 @@ def _iter_hidden(model, cells: _Cells, indices: np.ndarray, layer: int, batch_si
                         "len(c['input_ids'])})."
                     )
                 _check_batch(input_ids, lengths_all[batch_idx], model)
-                h = hidden_states(model, input_ids, mask, layer=layer).float()
+                h = hidden_states(model, input_ids, mask, layer=emb_layer).float()
                 yield batch_idx, input_ids, mask.bool(), h
     finally:
         if was_training:

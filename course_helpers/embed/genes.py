@@ -7,16 +7,18 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .._utils import CourseInputError
+from .._utils import CourseInputError, renamed_parameters
 from .forward import _check_model, _iter_hidden, _special_ids
 from .reader import _Cells
 
 
+@renamed_parameters(layer="emb_layer")
 def embed_genes(
     model,
     dataset,
-    layer: int = -1,
+    emb_layer: int = -1,
     batch_size: int = 32,
+    *,
     genes: Sequence[str] | None = None,
     progress: bool = True,
     return_counts: bool = False,
@@ -29,8 +31,9 @@ def embed_genes(
         From :func:`course_helpers.model.load_model`.
     dataset
         Tokenized cells (see :func:`embed_cells`).
-    layer
-        ``-1`` = second-to-last layer (default), ``0`` = last layer, ...
+    emb_layer
+        ``-1`` = second-to-last layer (default), ``0`` = last layer, ... (``layer=`` is the old,
+        deprecated name.)
     batch_size
         Cells per forward pass.
     genes
@@ -74,7 +77,7 @@ def embed_genes(
     sums = torch.zeros((vocab_size, hidden), dtype=torch.float64)
     counts = torch.zeros(vocab_size, dtype=torch.long)
     for _, input_ids, keep, h in _iter_hidden(
-            model, cells, np.arange(cells.n), layer, batch_size, progress, "Embedding genes"):
+            model, cells, np.arange(cells.n), emb_layer, batch_size, progress, "Embedding genes"):
         input_ids, keep, h = input_ids.cpu(), keep.cpu(), h.cpu()
         keep = keep & ~torch.isin(input_ids, special)
         ids_flat = input_ids[keep]
@@ -108,7 +111,7 @@ def embed_genes(
     n_cells = pd.Series(n.astype(np.int64), index=index, name="n_cells")
     df.attrs["n_cells"] = n_cells
     df.attrs["ensembl_id"] = pd.Series(ensembl, index=index, name="ensembl_id")
-    df.attrs["layer"] = int(layer)
+    df.attrs["layer"] = int(emb_layer)
     if return_counts:
         return df, n_cells
     return df

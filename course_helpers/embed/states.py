@@ -5,17 +5,19 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .._utils import CourseInputError
+from .._utils import CourseInputError, renamed_parameters
 from .cells import _cell_embeddings
 from .reader import _Cells
 
 
+@renamed_parameters(layer="emb_layer")
 def state_embeddings(
     model,
     dataset,
     state_key: str,
     states=None,
-    layer: int = -1,
+    *,
+    emb_layer: int = -1,
     batch_size: int = 32,
     progress: bool = True,
     cls: bool | None = None,
@@ -38,7 +40,7 @@ def state_embeddings(
         States to embed: a list of names, the reference dictionary
         ``{"state_key": ..., "start_state": ..., "goal_state": ..., "alt_states": [...]}``, or
         ``None`` for every state present.
-    layer, batch_size, progress, cls
+    emb_layer, batch_size, progress, cls
         As in :func:`embed_cells`.
 
     Returns
@@ -77,7 +79,7 @@ def state_embeddings(
         )
     states = list(dict.fromkeys(states))
     sel = np.flatnonzero(np.isin(values, states))
-    emb = _cell_embeddings(model, cells, sel, layer, batch_size, cls, progress,
+    emb = _cell_embeddings(model, cells, sel, emb_layer, batch_size, cls, progress,
                            "Embedding cell states")
     sel_values = values[sel]
     return {
