@@ -105,11 +105,19 @@ def aggregate_attention(
 
     Examples
     --------
-    >>> from course_helpers.model import load_model                       # doctest: +SKIP
-    >>> model = load_model("teaching")                                     # doctest: +SKIP
-    >>> res = aggregate_attention(model, ds, layers=-1, max_cells=200)     # doctest: +SKIP
-    >>> res.matrix(symmetric=True).iloc[:3, :3]                            # doctest: +SKIP
-    >>> res.to_edges(top_k=20)                                             # doctest: +SKIP
+    >>> import course_helpers as ch
+    >>> model = ch.model.load_model("teaching")
+    >>> ds = ch.tokenize.tokenize(ch.data.load_tissue()[:8], model.gene_vocab,  # 8 cells: fast
+    ...                           cell_attrs=("cell_id", "state"), progress=False)
+    >>> res = aggregate_attention(model, ds, genes=["GATA4", "NPPA", "TNNT2", "ACTC1"],
+    ...                           attn_layers=-1, progress=False)
+    >>> res
+    AttentionResult(method='weight', genes=4, layers=[3], heads=[0, 1, 2, 3], n_cells=8,
+    symmetric=False, 0.0 MiB)
+    >>> res.matrix(symmetric=True).shape
+    (4, 4)
+    >>> res.to_edges(top_k=3).columns.tolist()
+    ['source', 'target', 'score', 'n_cells']
     """
     import torch
 

@@ -32,6 +32,28 @@ class StateContrast:
     pseudocount : float
         Added to both means in the ``"log2"`` ratio (default: the median mean attention over
         all pairs with a value in both groups).
+
+    Examples
+    --------
+    Usually made by :func:`state_contrast`; by hand, from two aggregations over genes A and B:
+
+    >>> import numpy as np
+    >>> from course_helpers.attention import AttentionResult
+    >>> def result(sums):
+    ...     return AttentionResult(sums=np.array(sums, dtype=float).reshape(1, 1, 2, 2),
+    ...                            counts=np.full((2, 2), 5), tokens=np.array([10, 11]),
+    ...                            genes=["A", "B"], layers=["mean"], heads=["mean"], n_cells=5)
+    >>> sc = StateContrast(a=result([1, 3, 1, 1]), b=result([1, 1, 1, 1]),
+    ...                    groups=("diseased", "healthy"), groupby="state")
+    >>> sc.difference()                              # mean in a - mean in b
+    target (key)      A    B
+    source (query)
+    A               0.0  0.4
+    B               0.0  0.0
+    >>> sc.to_edges(normalize="diff")[["source", "target", "score", "diff"]]
+      source target  score  diff
+    0      A      B    0.4   0.4
+    1      B      A    0.0   0.0
     """
 
     a: AttentionResult
@@ -268,10 +290,22 @@ def state_contrast(
 
     Examples
     --------
-    >>> cm = ds.filter(lambda c: c["cell_type"] == "cardiomyocyte")          # doctest: +SKIP
-    >>> sc = state_contrast(model, cm, "state", ("diseased", "healthy"))     # doctest: +SKIP
-    >>> sc.to_edges(top_k=10)                                                # doctest: +SKIP
-    >>> sc.gene_scores().head()                                              # doctest: +SKIP
+    >>> import course_helpers as ch
+    >>> model = ch.model.load_model("teaching")
+    >>> tissue = ch.data.load_tissue()
+    >>> cm = tissue[(tissue.obs["cell_type"] == "cardiomyocyte").to_numpy()][:12]
+    >>> ds = ch.tokenize.tokenize(cm, model.gene_vocab, cell_attrs=("state",), progress=False)
+    >>> sc = state_contrast(model, ds, "state", ("diseased", "healthy"),
+    ...                     genes=["GATA4", "NPPA", "TNNT2", "ACTC1", "MYH6"], min_count=2,
+    ...                     progress=False)
+    >>> sc
+    StateContrast(state: 'diseased' (6 cells) vs 'healthy' (6 cells), genes=5, method='weight',
+    0.0 MiB)
+    >>> sc.to_edges(top_k=3).columns.tolist()
+    ['source', 'target', 'score', 'mean_diseased', 'mean_healthy', 'diff', 'n_cells_diseased',
+     'n_cells_healthy']
+    >>> sc.gene_scores().columns.tolist()
+    ['mean_abs', 'up', 'down', 'n_partners', 'frac_cells_diseased', 'frac_cells_healthy']
     """
     cells = _Cells(dataset)
     if isinstance(groups, str) or len(list(groups)) != 2:

@@ -121,8 +121,15 @@ def head_summary(
 
     Examples
     --------
-    >>> gt = load_ground_truth()                                            # doctest: +SKIP
-    >>> head_summary(model, ds, tf_tokens=gt.tfs, max_cells=200)            # doctest: +SKIP
+    >>> import course_helpers as ch
+    >>> model = ch.model.load_model("teaching")
+    >>> ds = ch.tokenize.tokenize(ch.data.load_tissue()[:8], model.gene_vocab,  # 8 cells: fast
+    ...                           cell_attrs=("cell_id", "state"), progress=False)
+    >>> hs = head_summary(model, ds, tf_tokens=ch.data.load_ground_truth().tfs, progress=False)
+    >>> len(hs), hs.columns.tolist()[:5]             # 4 layers x 4 heads
+    (16, ['layer', 'head', 'entropy', 'entropy_norm', 'max_attention'])
+    >>> bool(hs["entropy_norm"].between(0, 1).all())
+    True
     """
     import torch
 
@@ -234,8 +241,17 @@ def attention_by_rank(
 
     Examples
     --------
-    >>> df = attention_by_rank(model, ds, layers=-1, max_rank=100)        # doctest: +SKIP
-    >>> df.groupby("rank").attention_x_length.mean().plot(logy=True)      # doctest: +SKIP
+    >>> import course_helpers as ch
+    >>> model = ch.model.load_model("teaching")
+    >>> ds = ch.tokenize.tokenize(ch.data.load_tissue()[:8], model.gene_vocab,  # 8 cells: fast
+    ...                           cell_attrs=("cell_id", "state"), progress=False)
+    >>> df = attention_by_rank(model, ds, attn_layers=-1, max_rank=100, progress=False)
+    >>> df.columns.tolist()
+    ['layer', 'head', 'rank', 'attention', 'attention_x_length', 'n_cells']
+    >>> len(df)                                      # 4 heads x 100 ranks
+    400
+
+    Then e.g. ``df.groupby("rank").attention_x_length.mean().plot(logy=True)``.
     """
     import torch
 
@@ -366,10 +382,21 @@ def attention_vs_cell_length(
 
     Examples
     --------
-    >>> df = attention_vs_cell_length(model, ds, "mito", max_cells=300)     # doctest: +SKIP
-    >>> df.plot.scatter("n_genes", "attention_per_group_gene")               # doctest: +SKIP
-    >>> norm = attention_vs_cell_length(model, ds, "mito", max_cells=300,
-    ...                                 method="norm")                        # doctest: +SKIP
+    >>> import course_helpers as ch
+    >>> model = ch.model.load_model("teaching")
+    >>> ds = ch.tokenize.tokenize(ch.data.load_tissue()[:8], model.gene_vocab,  # 8 cells: fast
+    ...                           cell_attrs=("cell_id", "state"), progress=False)
+    >>> df = attention_vs_cell_length(model, ds, "mito", progress=False)
+    >>> df.columns.tolist()
+    ['cell', 'cell_id', 'state', 'n_genes', 'n_group', 'attention_to_group', 'group_token_share',
+     'enrichment', 'attention_per_group_gene']
+    >>> len(df), bool((df["n_group"] > 0).all())     # one row per cell; each has mito genes
+    (8, True)
+    >>> norm = attention_vs_cell_length(model, ds, "mito", method="norm", progress=False)
+    >>> bool((norm["n_genes"] == df["n_genes"]).all())
+    True
+
+    Then e.g. ``df.plot.scatter("n_genes", "attention_per_group_gene")``.
     """
     import torch
 

@@ -285,10 +285,15 @@ def cell_attentions(model, input_ids, attention_mask=None, *, switch_to_eager: b
 
     Examples
     --------
-    >>> model = load_model("teaching")                                     # doctest: +SKIP
-    >>> attn = cell_attentions(model, dataset[:2]["input_ids"])            # doctest: +SKIP
-    >>> len(attn), attn[0].shape                                           # doctest: +SKIP
-    (4, torch.Size([2, 4, 2047, 2047]))
+    >>> import course_helpers as ch
+    >>> model = ch.model.load_model("teaching")
+    >>> ds = ch.tokenize.tokenize(ch.data.load_tissue()[:8], model.gene_vocab,  # 8 cells: fast
+    ...                           cell_attrs=("cell_id", "state"), progress=False)
+    >>> attn = cell_attentions(model, ds[:2]["input_ids"])
+    >>> len(attn), tuple(attn[0].shape[:2])          # 4 layers; 2 cells x 4 heads
+    (4, (2, 4))
+    >>> round(float(attn[0][0, 0, 0].sum()), 4)      # a query's attention sums to 1
+    1.0
     """
     import torch
 

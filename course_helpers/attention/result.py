@@ -58,6 +58,31 @@ class AttentionResult:
         Default view of :meth:`matrix` and :meth:`to_edges`.
     info : dict
         Run details (batch size, longest cell, seconds, memory estimate, ...).
+
+    Examples
+    --------
+    Usually made by :func:`aggregate_attention`; by hand, two genes seen in 4 and 3 cells,
+    together in 2:
+
+    >>> import numpy as np
+    >>> res = AttentionResult(sums=np.array([[[[2.0, 6.0], [1.0, 3.0]]]]),
+    ...                       counts=np.array([[4, 2], [2, 3]]), tokens=np.array([10, 11]),
+    ...                       genes=["A", "B"], layers=[0], heads=[0], n_cells=4)
+    >>> res.matrix()                                 # mean = sum / cells expressing both
+    target (key)      A    B
+    source (query)
+    A               0.5  3.0
+    B               0.5  1.0
+    >>> res.to_edges()
+      source target  score  n_cells
+    0      A      B    3.0        2
+    1      B      A    0.5        2
+    >>> res.matrix(attn_layer=0, symmetric=True).loc["A", "B"].item()   # (3.0 + 0.5) / 2
+    1.75
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     AttentionResult.load(res.save(folder + "/attention.npz")).genes
+    ['A', 'B']
     """
 
     sums: np.ndarray
@@ -134,8 +159,7 @@ class AttentionResult:
 
         Examples
         --------
-        >>> res = aggregate_attention(model, ds)                    # doctest: +SKIP
-        >>> res.matrix(layer=-1).loc["GATA4", "NPPA"]               # doctest: +SKIP
+        See :class:`AttentionResult` and :func:`aggregate_attention`.
         """
         m, sym = self._view(attn_layer, head, symmetric, min_count)
         df = pd.DataFrame(m, index=list(self.genes), columns=list(self.genes))

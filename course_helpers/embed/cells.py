@@ -151,13 +151,20 @@ def embed_cells(
 
     Examples
     --------
-    >>> from course_helpers.model import load_model
-    >>> model = load_model("teaching")                                    # doctest: +SKIP
-    >>> emb = embed_cells(model, dataset, adata=adata)                     # doctest: +SKIP
-    >>> emb.shape == (adata.n_obs, model.config.hidden_size)               # doctest: +SKIP
+    >>> import course_helpers as ch
+    >>> model = ch.model.load_model("teaching")
+    >>> adata = ch.data.load_tissue()[:8].copy()      # 8 cells keep the example fast
+    >>> dataset = ch.tokenize.tokenize(adata, model.gene_vocab, cell_attrs=("cell_id", "state"),
+    ...                                progress=False)
+    >>> emb = embed_cells(model, dataset, adata=adata, progress=False)
+    >>> emb.shape == (adata.n_obs, model.config.hidden_size)
     True
-    >>> import scanpy as sc                                                # doctest: +SKIP
-    >>> sc.pp.neighbors(adata, use_rep="X_geneformer"); sc.tl.umap(adata)  # doctest: +SKIP
+    >>> adata.uns["X_geneformer"]["params"]["pooling"]      # the teaching model has no <cls>
+    'mean'
+    >>> bool((adata.obsm["X_geneformer"] == emb).all())
+    True
+
+    Then, e.g., ``sc.pp.neighbors(adata, use_rep="X_geneformer"); sc.tl.umap(adata)``.
     """
     cells = _Cells(dataset)
     if adata is not None:

@@ -54,8 +54,16 @@ def embed_genes(
 
     Examples
     --------
-    >>> gene_emb = embed_genes(model, dataset, genes=["GATA4", "TBX5"])   # doctest: +SKIP
-    >>> gene_emb.attrs["n_cells"]                                          # doctest: +SKIP
+    >>> import course_helpers as ch
+    >>> model = ch.model.load_model("teaching")
+    >>> adata = ch.data.load_tissue()[:8].copy()      # 8 cells keep the example fast
+    >>> dataset = ch.tokenize.tokenize(adata, model.gene_vocab, cell_attrs=("cell_id", "state"),
+    ...                                progress=False)
+    >>> gene_emb = embed_genes(model, dataset, genes=["GATA4", "TBX5"], progress=False)
+    >>> gene_emb.shape
+    (2, 128)
+    >>> gene_emb.attrs["n_cells"].to_dict()                 # cells each gene was averaged over
+    {'GATA4': 3, 'TBX5': 2}
     """
     import torch
 

@@ -50,9 +50,15 @@ def state_embeddings(
 
     Examples
     --------
-    >>> embs = state_embeddings(model, dataset, "state", ["healthy", "diseased"])  # doctest: +SKIP
-    >>> embs["healthy"].shape                                                    # doctest: +SKIP
-    (128,)
+    >>> import course_helpers as ch
+    >>> model = ch.model.load_model("teaching")
+    >>> adata = ch.data.load_tissue()[:8].copy()      # 8 cells keep the example fast
+    >>> dataset = ch.tokenize.tokenize(adata, model.gene_vocab, cell_attrs=("cell_id", "state"),
+    ...                                progress=False)
+    >>> embs = state_embeddings(model, dataset, "state", ["healthy", "diseased"],
+    ...                         progress=False)
+    >>> list(embs), embs["healthy"].shape
+    (['healthy', 'diseased'], (128,))
     """
     cells = _Cells(dataset)
     if isinstance(states, Mapping):
