@@ -1,6 +1,6 @@
 # One-command entry points for a fresh machine (see README.md).
 #   make book   set up .venv, execute every notebook and build the HTML book
-#   make test   set up .venv, run unit tests + every notebook under nbmake
+#   make test   set up .venv, run unit tests + docstring examples + every notebook under nbmake
 # Everything runs offline on what the repository ships.
 
 PYTHON ?= python3
@@ -10,12 +10,12 @@ STAMP  := $(VENV)/.course-installed
 EXTRAS ?= baselines,book,dev
 PYTEST_ARGS ?=
 
-.PHONY: setup test unit notebooks browser-test book bench clean lint strip help
+.PHONY: setup test unit doctest notebooks browser-test book bench clean lint strip help
 
 help:
 	@echo "make book   - set up and build the book (HTML in _build/html)"
 	@echo "make test   - set up and run all tests (unit + notebooks + browser)"
-	@echo "make unit | notebooks | browser-test | bench | lint | strip | clean"
+	@echo "make unit | doctest | notebooks | browser-test | bench | lint | strip | clean"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,12 +28,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# All tests in one pytest run (one summary line): unit tests + every book notebook.
+# All tests in one pytest run (one summary line): unit tests + the docstring examples of every
+# module of course_helpers (--doctest-modules) + every book notebook.
 test: setup
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests book --nbmake --nbmake-timeout=600 -p no:cacheprovider $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests course_helpers book --doctest-modules --nbmake --nbmake-timeout=600 -p no:cacheprovider $(PYTEST_ARGS)
 
 unit: setup
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests course_helpers --doctest-modules $(PYTEST_ARGS)
+
+doctest: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest course_helpers --doctest-modules $(PYTEST_ARGS)
 
 notebooks: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest book --nbmake --nbmake-timeout=600 $(PYTEST_ARGS)

@@ -39,3 +39,12 @@ def _number_from(fn: Callable, *args) -> tuple[float | None, str | None]:
         return float(got), None
     except (TypeError, ValueError):
         return None, f"Not quite. return a single number, got {type(got).__name__}."
+
+
+def _as_number(answer: Any, kind: type, bad: str):
+    """``kind(answer)`` (``int`` or ``float``), or ``None`` after printing ``bad`` as feedback."""
+    try:
+        return kind(answer)
+    except (TypeError, ValueError):
+        _feedback(False, "", bad)
+        return None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import _feedback, _missing, _safe_call  # noqa: F401
+from ._common import _as_number, _feedback, _missing, _safe_call  # noqa: F401
 
 
 # --------------------------------------------------------------------------------------------
@@ -47,10 +47,9 @@ def check_truncation_fraction(answer, adata, vocab, model_input_size: int) -> bo
 
     full = np.asarray(tokenize(adata, vocab, progress=False)["length"], dtype=float)
     expected = 1 - np.minimum(full, model_input_size).sum() / full.sum()
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        return _feedback(False, "", "the answer should be a single number.")
+    value = _as_number(answer, float, "the answer should be a single number.")
+    if value is None:
+        return False
     if abs(value - expected) < 1e-3:
         return _feedback(True, f"{expected:.1%} of detected genes fall past position {model_input_size}.", "")
     if abs(value - (1 - expected)) < 1e-3:

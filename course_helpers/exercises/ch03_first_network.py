@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._common import _feedback, _missing
+from ._common import _as_number, _feedback, _missing
 
 
 def check_best_head(answer, per_head: pd.DataFrame, method: str = "norm") -> bool:
@@ -50,10 +50,9 @@ def check_epr_matrix(answer, matrix: pd.DataFrame, truth_edges: pd.DataFrame, tf
     from ..networks import edges_from_matrix, score_edges
 
     expected = float(score_edges(edges_from_matrix(matrix), truth_edges, tfs=tfs, genes=matrix.index)["epr"])
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        return _feedback(False, "", "the answer should be a number.")
+    value = _as_number(answer, float, "the answer should be a number.")
+    if value is None:
+        return False
     ok = np.isclose(value, expected, rtol=1e-6, atol=1e-9)
     return _feedback(ok, f"EPR = {expected:.3f} (1 would be random).",
                      "score the symmetrised matrix (symmetric=True) and take the 'epr' entry.")

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from ._common import _feedback, _missing, _safe_call
+from ._common import _as_number, _feedback, _missing, _safe_call
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,10 +85,9 @@ def check_trainable_parameters(answer, model, freeze_layers: int, num_labels: in
     if err:
         return _feedback(False, "", f"could not recompute the count ({err}); pass the pretrained "
                          "model and the number of frozen layers.")
-    try:
-        got = int(answer)
-    except (TypeError, ValueError):
-        return _feedback(False, "", "the answer should be one integer (a parameter count).")
+    got = _as_number(answer, int, "the answer should be one integer (a parameter count).")
+    if got is None:
+        return False
     if got == expected:
         return _feedback(True, f"{expected:,} parameters are trained with {freeze_layers} "
                          "frozen layer(s) (and frozen embeddings).", "")
@@ -127,10 +126,9 @@ def check_pooled_auc(answer, predictions: pd.DataFrame, positive: str) -> bool:
     if err:
         return _feedback(False, "", f"could not recompute the AUC ({err}); pass the gene "
                          "classifier's .predictions and the positive class.")
-    try:
-        got = float(answer)
-    except (TypeError, ValueError):
-        return _feedback(False, "", "the answer should be one number.")
+    got = _as_number(answer, float, "the answer should be one number.")
+    if got is None:
+        return False
     if abs(got - expected) < 1e-6:
         return _feedback(True, f"pooled ROC AUC = {expected:.3f} over {len(predictions)} "
                          "held-out genes.", "")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import _feedback, _missing
+from ._common import _as_number, _feedback, _missing
 
 
 # --------------------------------------------------------------------------------------------
@@ -59,10 +59,9 @@ def check_attention_batch_size(answer, budget_bytes, *, n_cells, max_len, layers
     """
     if _missing(answer, "an integer batch size."):
         return False
-    try:
-        b = int(answer)
-    except (TypeError, ValueError):
-        return _feedback(False, "", "the answer should be one integer.")
+    b = _as_number(answer, int, "the answer should be one integer.")
+    if b is None:
+        return False
     if b != answer and not (isinstance(answer, float) and float(answer).is_integer()):
         return _feedback(False, "", "a batch size is a whole number of cells.")
     best = _largest_fitting_batch(int(budget_bytes), n_cells, max_len, layers, heads, n_genes,
@@ -130,10 +129,9 @@ def check_partial_correlation(answer, x, y, control) -> bool:
     """Check the partial (Pearson) correlation of ``x`` and ``y`` controlling for ``control``."""
     if _missing(answer, "a number between -1 and 1."):
         return False
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        return _feedback(False, "", "the answer should be a single number.")
+    value = _as_number(answer, float, "the answer should be a single number.")
+    if value is None:
+        return False
     expected = reference_partial_correlation(x, y, control)
     raw = float(np.corrcoef(np.asarray(x, float), np.asarray(y, float))[0, 1])
     if abs(value - expected) < 1e-3:
