@@ -1,20 +1,60 @@
 """The memory guard: estimate a streamed extraction's peak memory and refuse what will not fit."""
 from __future__ import annotations
 
-from .._utils import CourseInputError
+import functools
+import inspect
+import warnings
+
+from .._utils import CourseDeprecationWarning, CourseInputError, renamed_parameters
 from .extract import _device
 
 _GB = 1024**3
 
 
+def _old_positions(*names: str):
+    """Decorator: still accept the now keyword-only ``names`` at their old positions, with a
+    :class:`~course_helpers._utils.CourseDeprecationWarning` (for callers written before ``*``).
+
+    Goes directly under ``renamed_parameters`` (the warning names the caller 3 frames up).
+    """
+    def wrap(func):
+        params = inspect.signature(func).parameters.values()
+        n_pos = sum(p.kind == p.POSITIONAL_OR_KEYWORD for p in params)
+
+        @functools.wraps(func)
+        def inner(*args, **kwargs):
+            extra = args[n_pos:]
+            if extra:
+                if len(extra) > len(names):
+                    raise TypeError(f"{func.__name__}() takes {n_pos} positional arguments "
+                                    f"(and {', '.join(names)} by name); got {len(args)}")
+                moved = names[:len(extra)]
+                for name, value in zip(moved, extra):
+                    if name in kwargs:
+                        raise TypeError(f"{func.__name__}() got multiple values for {name!r}")
+                    kwargs[name] = value
+                warnings.warn(
+                    f"{func.__name__}(): pass {', '.join(f'{n}=' for n in moved)} by name; "
+                    "positions after the fourth will stop working in a later version.",
+                    CourseDeprecationWarning, stacklevel=3)
+                args = args[:n_pos]
+            return func(*args, **kwargs)
+
+        return inner
+
+    return wrap
+
+
+@renamed_parameters(layers="n_layers")
+@_old_positions("batch_size", "n_genes")  # innermost: its warning points 3 frames up
 def estimate_attention_memory(
     n_cells: int,
     max_len: int,
-    layers: int,
+    n_layers: int,
     heads: int,
+    *,
     batch_size: int,
     n_genes: int,
-    *,
     method: str = "weight",
     hidden_size: int | None = None,
     accumulated_heads: int | None = None,
@@ -26,7 +66,7 @@ def estimate_attention_memory(
     * attention maps of **one layer** of one batch, about two copies alive at once (scores and
       softmax): ``2 x batch x heads x L^2 x 4``;
     * per-cell scatter buffers: ``heads x L^2 x 12 + L^2 x 8``;
-    * accumulators: ``layers x accumulated_heads x genes^2 x 4`` (sums) ``+ genes^2 x 8``
+    * accumulators: ``n_layers x accumulated_heads x genes^2 x 4`` (sums) ``+ genes^2 x 8``
       (co-occurrence counts); they do not grow with the number of cells;
     * hidden activations if ``hidden_size`` is given: ``~ 12 x batch x L x hidden x 4``.
 
@@ -37,10 +77,12 @@ def estimate_attention_memory(
     ----------
     n_cells, max_len
         Cells to process and the longest cell (tokens).
-    layers, heads
-        Layers whose attention is accumulated, and heads per layer of the model.
+    n_layers, heads
+        Number of layers whose attention is accumulated (``layers=`` is the old, deprecated
+        name), and heads per layer of the model.
     batch_size, n_genes
-        Cells per forward pass and size of the gene set (accumulators are ``n_genes^2``).
+        Cells per forward pass and size of the gene set (accumulators are ``n_genes^2``); by
+        name (their old positions 5 and 6 still work, with a deprecation warning).
     method
         ``"norm"`` adds one more ``heads x L^2`` buffer per cell.
     hidden_size
@@ -55,12 +97,12 @@ def estimate_attention_memory(
 
     Examples
     --------
-    >>> gb = estimate_attention_memory(1000, 2048, layers=6, heads=4, batch_size=8,
+    >>> gb = estimate_attention_memory(1000, 2048, n_layers=6, heads=4, batch_size=8,
     ...                                n_genes=1000) / 2**30
     >>> round(gb, 2)
     1.32
-    >>> estimate_attention_memory(10, 100, 2, 4, 8, 50) == estimate_attention_memory(
-    ...     10_000, 100, 2, 4, 8, 50)
+    >>> request = dict(max_len=100, n_layers=2, heads=4, batch_size=8, n_genes=50)
+    >>> estimate_attention_memory(10, **request) == estimate_attention_memory(10_000, **request)
     True
     """
     b = max(1, min(int(batch_size), int(n_cells)))
@@ -70,7 +112,7 @@ def estimate_attention_memory(
     acc_h = h if accumulated_heads is None else int(accumulated_heads)
     attn = _attn_batch_bytes(b, h, L)
     per_cell = h * L * L * (12 + (4 if method == "norm" else 0)) + L * L * 8
-    acc = int(layers) * acc_h * g * g * 4 + g * g * 8
+    acc = int(n_layers) * acc_h * g * g * 4 + g * g * 8
     act = 12 * b * L * int(hidden_size) * 4 if hidden_size else 0
     return int(attn + per_cell + acc + act)
 
@@ -163,7 +205,8 @@ def _check_request(model, *, n_cells: int, max_len: int, layers_kept: int, heads
     """
     n_heads = int(model.config.num_attention_heads)
     est = estimate_attention_memory(
-        n_cells, max_len, layers_kept, n_heads, batch_size, n_genes, method=method,
+        n_cells, max_len, layers_kept, n_heads, batch_size=batch_size, n_genes=n_genes,
+        method=method,
         hidden_size=int(getattr(model.config, "hidden_size", 0) or 0) or None,
         accumulated_heads=heads_kept)
     b_eff = max(1, min(int(batch_size), int(n_cells)))

@@ -1,7 +1,8 @@
 """Renamed keywords of course_helpers.attention: the old spelling warns and gives the same result.
 
 ``layers=`` -> ``attn_layers=`` (the functions), ``layer=`` -> ``attn_layer=`` (the methods of
-AttentionResult and StateContrast).
+AttentionResult and StateContrast), ``estimate_attention_memory(layers=)`` -> ``n_layers=`` (a
+count) with ``batch_size``/``n_genes`` keyword-only (old positions still accepted).
 """
 from __future__ import annotations
 
@@ -126,3 +127,18 @@ def test_keyword_only_after_the_fourth_parameter(model, ds, res):
         aggregate_attention(model, ds, GENES, "all", "all")  # heads= must be named
     with pytest.raises(TypeError):
         res.to_edges(None, None, None, 5, 1)  # min_count= must be named
+
+
+def test_estimate_attention_memory_layers_and_old_positions():
+    from course_helpers.attention import estimate_attention_memory
+
+    new = estimate_attention_memory(10, 100, n_layers=2, heads=4, batch_size=8, n_genes=50)
+    with _warns("layers", "n_layers"):
+        assert estimate_attention_memory(10, 100, layers=2, heads=4, batch_size=8,
+                                         n_genes=50) == new
+    with pytest.warns(CourseDeprecationWarning, match="pass batch_size=, n_genes= by name"):
+        assert estimate_attention_memory(10, 100, 2, 4, 8, 50) == new
+    with pytest.raises(TypeError, match="multiple values for 'n_genes'"):
+        estimate_attention_memory(10, 100, 2, 4, 8, 50, n_genes=50)
+    with pytest.raises(TypeError, match="positional"):
+        estimate_attention_memory(10, 100, 2, 4, 8, 50, "weight")
