@@ -1,28 +1,21 @@
-"""Tests for course_helpers.model: loading (names, Hub layout, local folders), consistency checks,
-attention implementation, devices and the batching / hidden-state helpers."""
+"""Tests for course_helpers.model.load / folder / specs: loading (names, Hub layout, local folders),
+consistency checks and the attention implementation."""
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from course_helpers import model as cm
-from course_helpers import vocab as vocab_mod
 from course_helpers._utils import CourseInputError
 from course_helpers.model import (
-    forward_memory_bytes,
-    hidden_states,
-    length_sorted_batches,
     load_model,
-    pad_batch,
-    pick_device,
-    resolve_layer,
 )
+from course_helpers.vocab import hub as hub_mod
 
 V1_PKLS = {
     "token_dictionary_gc30M.pkl",
@@ -105,7 +98,7 @@ def test_hub_name_uses_pinned_download_and_hub_layout(hub_root, monkeypatch):
         calls.append((repo_id, revision, list(allow_patterns)))
         return hub_root
 
-    monkeypatch.setattr(vocab_mod, "_download_hub_snapshot", fake_download)
+    monkeypatch.setattr(hub_mod, "_download_hub_snapshot", fake_download)
     m = load_model("geneformer-v1", device="cpu")
     assert calls and calls[0][0] == "ctheodoris/Geneformer"
     assert calls[0][1] == cm.HUB_REVISION
@@ -172,7 +165,7 @@ def test_unknown_name():
 
 
 def test_teaching_model():
-    folder = Path(cm.__file__).parent / "assets" / "teaching_model"
+    folder = Path(cm.__file__).parent.parent / "assets" / "teaching_model"
     if not (folder / "config.json").is_file():
         with pytest.raises(CourseInputError, match="not yet available"):
             load_model("teaching", device="cpu")
@@ -181,139 +174,6 @@ def test_teaching_model():
     assert m.model_version == "teaching"
     assert len(m.gene_vocab) == m.config.vocab_size
     assert not m.training
-
-
-# ----------------------------------------------------------------------------------------------
-# devices
-# ----------------------------------------------------------------------------------------------
-def test_pick_device(monkeypatch):
-    assert pick_device("cpu") == torch.device("cpu")
-    assert pick_device().type in {"cuda", "mps", "cpu"}
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None:
-        monkeypatch.setattr(mps, "is_available", lambda: False)
-    assert pick_device() == torch.device("cpu")
-    with pytest.raises(CourseInputError, match="cuda"):
-        pick_device("cuda")
-    with pytest.raises(CourseInputError, match="mps"):
-        pick_device("mps")
-    with pytest.raises(CourseInputError):
-        pick_device("not-a-device")
-    if mps is not None:
-        monkeypatch.setattr(mps, "is_available", lambda: True)
-        assert pick_device().type == "mps"
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert pick_device().type == "cuda"  # cuda beats mps
-
-
-# ----------------------------------------------------------------------------------------------
-# batching helpers
-# ----------------------------------------------------------------------------------------------
-def test_pad_batch():
-    ids, mask = pad_batch([[5, 6, 7], np.array([8]), torch.tensor([9, 10])], pad_token_id=0)
-    assert ids.dtype == torch.long and mask.dtype == torch.long
-    assert ids.tolist() == [[5, 6, 7], [8, 0, 0], [9, 10, 0]]
-    assert mask.tolist() == [[1, 1, 1], [1, 0, 0], [1, 1, 0]]
-    ids, _ = pad_batch([[1], [2, 3]], pad_token_id=7, device="cpu")
-    assert ids.tolist() == [[1, 7], [2, 3]]
-    with pytest.raises(CourseInputError):
-        pad_batch([], 0)
-
-
-def test_length_sorted_batches():
-    batches = length_sorted_batches([3, 10, 5, 10, 1], 2)
-    assert [b.tolist() for b in batches] == [[1, 3], [2, 0], [4]]
-    flat = np.concatenate(length_sorted_batches(np.arange(37) % 7, 5))
-    assert sorted(flat.tolist()) == list(range(37))
-    with pytest.raises(CourseInputError):
-        length_sorted_batches([1, 2], 0)
-
-
-def test_layer_semantics(fixture_model):
-    m = fixture_model
-    assert resolve_layer(m, -1) == 5  # reference: 6 + (-1) = hidden_states[5]
-    assert resolve_layer(m, 0) == 6
-    assert resolve_layer(m, -6) == 0
-    for bad in (1, -7, "x"):
-        with pytest.raises(CourseInputError):
-            resolve_layer(m, bad)
-    ids, mask = pad_batch([[5, 6, 7, 8, 9], [10, 11, 12]], 0)
-    with torch.inference_mode():
-        ref = m.bert(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
-        h_m1 = hidden_states(m, ids, mask, layer=-1)
-        h_0 = hidden_states(m, ids, mask, layer=0)
-        h_m3 = hidden_states(m, ids, mask, layer=-3)
-    assert len(ref) == 7
-    assert torch.equal(h_m1, ref[5])
-    assert torch.equal(h_0, ref[6])
-    assert torch.equal(h_m3, ref[3])
-    assert not torch.allclose(h_m1, h_0)
-    with torch.inference_mode():
-        assert torch.equal(hidden_states(m, ids, mask, layer=-6), ref[0])  # embeddings output
-
-
-def test_hidden_states_stops_after_the_requested_layer(fixture_model):
-    m = fixture_model
-    n_hooks = [len(layer._forward_hooks) for layer in m.bert.encoder.layer]
-    calls = []
-    handles = [layer.register_forward_hook(lambda mod, i, o, k=k: calls.append(k))
-               for k, layer in enumerate(m.bert.encoder.layer)]
-    ids, mask = pad_batch([[5, 6, 7, 8, 9], [10, 11, 12]], 0)
-    try:
-        with torch.inference_mode():
-            hidden_states(m, ids, mask, layer=-1)
-            assert calls == [0, 1, 2, 3, 4]          # the last of 6 layers never ran
-            calls.clear()
-            hidden_states(m, ids, mask, layer=-4)
-            assert calls == [0, 1]
-            calls.clear()
-            hidden_states(m, ids, mask, layer=0)
-            assert calls == [0, 1, 2, 3, 4, 5]
-    finally:
-        for h in handles:
-            h.remove()
-    # the stopping hook is removed again: a plain forward pass runs every layer
-    calls.clear()
-    handles = [layer.register_forward_hook(lambda mod, i, o, k=k: calls.append(k))
-               for k, layer in enumerate(m.bert.encoder.layer)]
-    try:
-        with torch.inference_mode():
-            m.bert(input_ids=ids, attention_mask=mask)
-    finally:
-        for h in handles:
-            h.remove()
-    assert calls == [0, 1, 2, 3, 4, 5]
-    assert [len(layer._forward_hooks) for layer in m.bert.encoder.layer] == n_hooks
-
-
-def test_forward_memory_bytes(fixture_model):
-    small = forward_memory_bytes(fixture_model, 4, 256)
-    big = forward_memory_bytes(fixture_model, 4, 256, output_attentions=True)
-    assert 0 < small < big
-    # attention maps dominate: layers x heads x L^2 x 4 bytes per cell
-    assert big - small == 6 * 4 * 4 * 256 * 256 * 4
-
-
-def test_masked_gene_accuracy_perfect_and_baseline():
-    """A model whose logits always favour the true gene scores 1; the baseline is computed exactly."""
-    import datasets
-    import torch
-    from transformers import BertConfig, BertForMaskedLM
-
-    from course_helpers.model import masked_gene_accuracy
-
-    torch.manual_seed(0)
-    model = BertForMaskedLM(BertConfig(vocab_size=12, hidden_size=16, num_hidden_layers=1,
-                                       num_attention_heads=2, intermediate_size=32,
-                                       max_position_embeddings=16)).eval()
-    # every cell is the same sentence, so the position baseline is always right
-    ds = datasets.Dataset.from_dict({"input_ids": [[5, 6, 7, 8, 9, 10]] * 8, "length": [6] * 8})
-    res = masked_gene_accuracy(model, ds, n_cells=8, k=3, seed=1)
-    assert res.loc["position baseline", "top1"] == 1.0
-    assert res.loc["position baseline", "top3"] == 1.0
-    assert res.loc["model", "n_masked"] == 8  # 15 % of 6 genes rounds to 1 per cell
-    assert 0.0 <= res.loc["model", "top1"] <= res.loc["model", "top3"] <= 1.0
 
 
 def test_load_model_is_quiet_and_keeps_the_progress_bar_setting(capfd):

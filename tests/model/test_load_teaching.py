@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FOLDER = REPO / "course_helpers" / "assets" / "teaching_model"
 MAX_FOLDER_BYTES = 20 * 1024 * 1024
 

@@ -31,6 +31,7 @@ from course_helpers import vocab as vocab_mod
 from course_helpers._utils import CourseInputError
 from course_helpers.model import KNOWN_MODELS, load_model
 from course_helpers.vocab import GeneVocab
+from course_helpers.vocab import hub as hub_mod
 
 PIN = "05fcbeb8a27d49e0a7a4349152202ee2c1cbfd28"
 LFS_POINTER = "version https://git-lfs.github.com/spec/v1\noid sha256:{sha}\nsize {size}\n"
@@ -154,7 +155,7 @@ def fake_hub(monkeypatch, hub_folder, tree, tmp_path):
                 shutil.copy(hub_folder / p, snap / p)
         return snap
 
-    monkeypatch.setattr(vocab_mod, "_download_hub_snapshot", snapshot)
+    monkeypatch.setattr(hub_mod, "_download_hub_snapshot", snapshot)
     monkeypatch.delenv("GENEFORMER_V1_DIR", raising=False)
     monkeypatch.delenv("GENEFORMER_V2_DIR", raising=False)
     return calls
@@ -348,7 +349,7 @@ def test_file_missing_at_an_older_revision(monkeypatch, tmp_path, hub_folder):
     """Before 2025-06-18 the model folders had other names: the snapshot lacks them."""
     old = tmp_path / "old_layout"
     shutil.copytree(hub_folder / "geneformer", old / "geneformer")
-    monkeypatch.setattr(vocab_mod, "_download_hub_snapshot", lambda r, rev, pats: old)
+    monkeypatch.setattr(hub_mod, "_download_hub_snapshot", lambda r, rev, pats: old)
     with pytest.raises(CourseInputError) as err:
         load_model("geneformer-v2-104m", device="cpu", revision="abc123")
     msg = str(err.value)

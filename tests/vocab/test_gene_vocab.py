@@ -13,6 +13,9 @@ import pytest
 from course_helpers import vocab as vocab_mod
 from course_helpers._utils import CourseInputError
 from course_helpers.vocab import GeneVocab, safe_load_pickle
+from course_helpers.vocab import hub as hub_mod
+from course_helpers.vocab import published as published_mod
+from course_helpers.vocab import readers as readers_mod
 
 TP53 = "ENSG00000141510"
 
@@ -94,7 +97,7 @@ def test_folder_prefers_tsv_and_accepts_pickles(v1_dir, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("pickle opened although a TSV is present")
 
-    monkeypatch.setattr(vocab_mod, "safe_load_pickle", boom)
+    monkeypatch.setattr(readers_mod, "safe_load_pickle", boom)
     assert GeneVocab.geneformer_v1(both) == from_pkl
 
 
@@ -109,7 +112,7 @@ def test_geneformer_v1_offline_message(monkeypatch):
     def offline(repo_id, revision, allow_patterns):
         raise OSError("no network")
 
-    monkeypatch.setattr(vocab_mod, "_download_hub_snapshot", offline)
+    monkeypatch.setattr(hub_mod, "_download_hub_snapshot", offline)
     with pytest.raises(CourseInputError) as e:
         GeneVocab.geneformer_v1()
     msg = str(e.value)
@@ -137,7 +140,7 @@ def test_hub_download_is_pinned(monkeypatch, tmp_path, v1_dir):
                 shutil.copy(src, root / f)
         return root
 
-    monkeypatch.setattr(vocab_mod, "_download_hub_snapshot", fake)
+    monkeypatch.setattr(hub_mod, "_download_hub_snapshot", fake)
     monkeypatch.delenv("GENEFORMER_V1_DIR", raising=False)
     v = GeneVocab.geneformer_v1()
     assert len(v) == 25_426
@@ -256,10 +259,10 @@ def test_bad_dictionaries(tmp_path):
 
 
 def test_teaching_vocab_missing_or_present(monkeypatch, tmp_path):
-    if vocab_mod._TEACHING_VOCAB.is_file():
+    if published_mod._TEACHING_VOCAB.is_file():
         t = GeneVocab.teaching()
         assert len(t) > 2 and t.pad_token_id is not None
-    monkeypatch.setattr(vocab_mod, "_TEACHING_VOCAB", tmp_path / "missing" / "vocab.tsv")
+    monkeypatch.setattr(published_mod, "_TEACHING_VOCAB", tmp_path / "missing" / "vocab.tsv")
     with pytest.raises(CourseInputError, match="not yet available"):
         GeneVocab.teaching()
     small_v2().to_tsv(tmp_path / "missing" / "vocab.tsv")

@@ -1,0 +1,149 @@
+"""Plain-text and pickle readers of the dictionary files (TSV/CSV/JSON/PKL) and small parsing
+helpers (Ensembl ID patterns, integer token ids).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from .._utils import CourseInputError
+from .pickles import safe_load_pickle
+
+TSV_COLUMNS = ("ensembl_id", "token_id", "gene_median", "gene_symbols")
+SPECIAL_TOKENS = ("<pad>", "<mask>", "<cls>", "<eos>")
+
+
+_ENSEMBL_RE = re.compile(r"^ENS[A-Z]*G[R]?\d{6,}$")
+_VERSIONED_RE = re.compile(r"^(ENS[A-Z]*G[R]?\d{6,})\.\d+(_PAR_Y)?$")
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    delim = "," if path.suffix.lower() == ".csv" else "\t"
+    with open(path, encoding="utf-8", newline="") as f:
+        return [row for row in csv.reader(f, delimiter=delim, quoting=csv.QUOTE_NONE) if row]
+
+
+def read_mapping(source, kind: str) -> dict:
+    r"""Read one dictionary from a mapping or a file (``.tsv``/``.csv``/``.json``/``.pkl``).
+
+    Parameters
+    ----------
+    source
+        A mapping (returned as a plain dict) or the path of a dictionary file. Pickles are read
+        with :func:`~course_helpers.vocab.safe_load_pickle`.
+    kind
+        ``"token"`` (Ensembl ID -> token id), ``"median"`` (Ensembl ID -> gene median),
+        ``"names"`` (symbol -> Ensembl ID) or ``"mapping"`` (Ensembl ID -> Ensembl ID); picks
+        the columns of a table with a header.
+
+    Returns
+    -------
+    dict
+        Keys and values as read (strings from text files; convert as needed).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "names.tsv")
+    >>> with open(p, "w") as f:
+    ...     _ = f.write("gene_symbol\tensembl_id\nTP53\tENSG00000141510\n")
+    >>> read_mapping(p, "names")
+    {'TP53': 'ENSG00000141510'}
+    """
+    if isinstance(source, Mapping):
+        return dict(source)
+    path = Path(source)
+    if not path.is_file():
+        raise CourseInputError(
+            f"The {kind} dictionary file does not exist: {path}. Fix: check the path."
+        )
+    suffix = path.suffix.lower()
+    if suffix == ".pkl" or suffix == ".pickle":
+        return safe_load_pickle(path)
+    if suffix == ".json":
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+        if not isinstance(obj, dict):
+            raise CourseInputError(
+                f"{path} must hold a JSON object (a dictionary), not {type(obj).__name__}."
+            )
+        return obj
+    if suffix not in (".tsv", ".txt", ".csv"):
+        raise CourseInputError(
+            f"Unknown dictionary format '{suffix}' for {path}. Fix: use .tsv, .csv, .json or .pkl."
+        )
+    rows = _read_rows(path)
+    if not rows:
+        raise CourseInputError(f"{path} is empty. Fix: pass a non-empty {kind} dictionary.")
+    header = [h.strip() for h in rows[0]]
+    cols = {h: i for i, h in enumerate(header)}
+    wanted = {
+        "token": ("ensembl_id", "token_id"),
+        "median": ("ensembl_id", "gene_median"),
+        "names": ("gene_symbol", "ensembl_id"),
+        "mapping": ("ensembl_id", "mapped_ensembl_id"),
+    }[kind]
+    out: dict = {}
+    if all(w in cols for w in wanted):
+        k, v = cols[wanted[0]], cols[wanted[1]]
+        for row in rows[1:]:
+            if len(row) > max(k, v) and row[v] != "":
+                out[row[k]] = row[v]
+        return out
+    if kind == "names" and "gene_symbols" in cols and "ensembl_id" in cols:  # combined vocab TSV
+        s, e = cols["gene_symbols"], cols["ensembl_id"]
+        for row in rows[1:]:
+            if len(row) > s and row[s]:
+                for sym in row[s].split(","):
+                    out[sym] = row[e]
+        return out
+    if kind == "median" and "gene_median" not in cols and "token_id" in cols:
+        raise CourseInputError(
+            f"{path} has no gene_median column. Fix: pass the gene median dictionary."
+        )
+    # two-column file, with or without a header line
+    body = rows
+    if kind in ("token", "median"):
+        try:
+            float(rows[0][1])
+        except (IndexError, ValueError):
+            body = rows[1:]
+    elif header[:2] == ["gene_symbol", "ensembl_id"] or header[0].lower() in (
+        "symbol",
+        "gene_symbol",
+    ):
+        body = rows[1:]
+    for row in body:
+        if len(row) < 2:
+            raise CourseInputError(
+                f"{path}: expected two columns (key, value) per line, got {row!r}. Fix: use the "
+                "tab-separated layout key<TAB>value, or the combined vocab TSV "
+                "(ensembl_id, token_id, gene_median, gene_symbols)."
+            )
+        if row[1] != "":
+            out[row[0]] = row[1]
+    return out
+
+
+def _as_int(v, key) -> int:
+    try:
+        f = float(v)
+        i = int(f)
+    except (TypeError, ValueError):
+        raise CourseInputError(f"Token id of {key!r} is not an integer: {v!r}.") from None
+    if i != f:
+        raise CourseInputError(f"Token id of {key!r} is not an integer: {v!r}.")
+    return i
+
+
+def _looks_ensembl(s: str) -> bool:
+    return bool(_ENSEMBL_RE.match(s))
+
+
+def _strip_version(s: str) -> str:
+    m = _VERSIONED_RE.match(s)
+    return m.group(1) if m else s
