@@ -6,12 +6,12 @@ import time
 import numpy as np
 
 from .._utils import CourseInputError, renamed_parameters
-from ..model import length_sorted_batches
-from .extract import _device, _n_heads, _n_layers, _stream
+from ..model import length_sorted_batches, model_facts
+from ..tokenize import TokenizedCells
+from .extract import _n_heads, _n_layers, _stream
 from .inputs import (
     _DEFAULT_MAX_GENES,
     _average_flags,
-    _Cells,
     _check_method,
     _gene_labels,
     _gene_set,
@@ -107,8 +107,7 @@ def aggregate_attention(
     --------
     >>> import course_helpers as ch
     >>> model = ch.model.load_model("teaching")
-    >>> ds = ch.tokenize.tokenize(ch.data.load_tissue()[:8], model.gene_vocab,  # 8 cells: fast
-    ...                           cell_attrs=("cell_id", "state"), progress=False)
+    >>> ds = ch.tokenize.tokenize(ch.data.load_tissue()[:8], model.gene_vocab, progress=False)
     >>> res = aggregate_attention(model, ds, genes=["GATA4", "NPPA", "TNNT2", "ACTC1"],
     ...                           attn_layers=-1, progress=False)
     >>> res
@@ -123,7 +122,7 @@ def aggregate_attention(
 
     _check_method(method)
     avg_heads, avg_layers = _average_flags(average)
-    cells = _Cells(dataset)
+    cells = TokenizedCells(dataset)
     n_model_layers, n_model_heads = _n_layers(model), _n_heads(model)
     layer_ids = _resolve_index_list(attn_layers, n_model_layers, "attn_layers", "layers")
     head_ids = _resolve_index_list(heads, n_model_heads, "heads")
@@ -142,7 +141,7 @@ def aggregate_attention(
                          heads_kept=Hs, batch_size=batch_size, n_genes=G, method=method,
                          max_memory=max_memory, what="aggregate_attention")
 
-    device = _device(model)
+    device = model_facts(model).device
     lut = torch.full((int(model.config.vocab_size),), -1, dtype=torch.long, device=device)
     lut[torch.as_tensor(tokens, device=device)] = torch.arange(G, device=device)
     sums = torch.zeros((Ls, Hs, G * G), dtype=torch.float32, device=device)

@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 
 from .._utils import CourseInputError, renamed_parameters
+from ..tokenize import TokenizedCells
 from .aggregate import aggregate_attention
-from .inputs import _DEFAULT_MAX_GENES, _Cells, _gene_set
+from .inputs import _DEFAULT_MAX_GENES, _gene_set
 from .result import AttentionResult, _ranked_pairs
 
 _CONTRAST_NORMS = ("log2", "diff", "z")
@@ -209,19 +210,6 @@ class StateContrast:
                 f"method={self.a.method!r}, {self.nbytes / 2**20:.1f} MiB)")
 
 
-def _subset_cells(cells: _Cells, idx: np.ndarray):
-    """The rows ``idx`` of the dataset behind ``cells``, in the same container type."""
-    ds = cells.dataset
-    idx = [int(i) for i in idx]
-    if cells._hf:
-        return ds.select(idx)
-    if isinstance(ds, pd.DataFrame):
-        return ds.iloc[idx].reset_index(drop=True)
-    if isinstance(ds, dict):
-        return {k: [list(v)[i] for i in idx] for k, v in ds.items()}
-    return [ds[i] for i in idx]
-
-
 @renamed_parameters(layers="attn_layers")
 def state_contrast(
     model,
@@ -307,7 +295,7 @@ def state_contrast(
     >>> sc.gene_scores().columns.tolist()
     ['mean_abs', 'up', 'down', 'n_partners', 'frac_cells_diseased', 'frac_cells_healthy']
     """
-    cells = _Cells(dataset)
+    cells = TokenizedCells(dataset)
     if isinstance(groups, str) or len(list(groups)) != 2:
         raise CourseInputError(
             f"groups must be two group names (a, b), got {groups!r}. Fix: e.g. "
@@ -316,7 +304,7 @@ def state_contrast(
     ga, gb = (str(g) for g in groups)
     if ga == gb:
         raise CourseInputError(f"groups are the same ({ga!r}). Fix: name two different groups.")
-    col = cells.column(groupby)
+    col = cells.get(groupby)
     if col is None:
         raise CourseInputError(
             f"The dataset has no column {groupby!r} (columns: {cells.columns}). Fix: keep it when "
@@ -347,7 +335,7 @@ def state_contrast(
     results = {}
     for g in (ga, gb):
         results[g] = aggregate_attention(
-            model, _subset_cells(cells, idx[g]), genes=tokens, attn_layers=attn_layers, heads=heads,
+            model, cells.subset(idx[g]), genes=tokens, attn_layers=attn_layers, heads=heads,
             method=method, batch_size=batch_size, symmetric=symmetric, progress=progress,
             seed=seed, average=average, max_memory=max_memory, switch_to_eager=switch_to_eager)
         results[g].info["group"] = {groupby: g}

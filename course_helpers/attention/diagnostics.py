@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 
 from .._utils import CourseInputError, renamed_parameters
-from ..model import length_sorted_batches
-from .extract import _device, _n_heads, _n_layers, _stream
-from .inputs import _Cells, _check_method, _resolve_index_list, _resolve_tokens, _select_cells
+from ..model import length_sorted_batches, model_facts
+from ..tokenize import TokenizedCells
+from .extract import _n_heads, _n_layers, _stream
+from .inputs import _check_method, _resolve_index_list, _resolve_tokens, _select_cells
 from .memory import _check_request
 
 
@@ -18,7 +19,7 @@ from .memory import _check_request
 class _Plan:
     """What a per-layer/head statistic runs over (checked, memory-guarded)."""
 
-    cells: _Cells
+    cells: TokenizedCells
     layer_ids: list
     head_ids: list
     sel: np.ndarray  # dataset rows used
@@ -49,7 +50,7 @@ class _Plan:
 
 def _prepare_summary(model, dataset, attn_layers, heads, batch_size, max_cells, seed, max_memory,
                      what, method: str = "weight") -> _Plan:
-    cells = _Cells(dataset)
+    cells = TokenizedCells(dataset)
     layer_ids = _resolve_index_list(attn_layers, _n_layers(model), "attn_layers", "layers")
     head_ids = _resolve_index_list(heads, _n_heads(model), "heads")
     if int(batch_size) < 1:
@@ -60,7 +61,7 @@ def _prepare_summary(model, dataset, attn_layers, heads, batch_size, max_cells, 
                    layers_kept=len(layer_ids), heads_kept=len(head_ids), batch_size=batch_size,
                    n_genes=0, method=method, max_memory=max_memory, what=what)
     batches = [sel[b] for b in length_sorted_batches(lengths, batch_size)]
-    return _Plan(cells, layer_ids, head_ids, sel, batches, _device(model))
+    return _Plan(cells, layer_ids, head_ids, sel, batches, model_facts(model).device)
 
 
 def _token_mask(ids, tokens_tensor, mask):
@@ -122,10 +123,9 @@ def head_summary(
     Examples
     --------
     >>> import course_helpers as ch
-    >>> model = ch.model.load_model("teaching")
-    >>> ds = ch.tokenize.tokenize(ch.data.load_tissue()[:8], model.gene_vocab,  # 8 cells: fast
-    ...                           cell_attrs=("cell_id", "state"), progress=False)
-    >>> hs = head_summary(model, ds, tf_tokens=ch.data.load_ground_truth().tfs, progress=False)
+    >>> model, truth = ch.model.load_model("teaching"), ch.data.load_ground_truth()
+    >>> ds = ch.tokenize.tokenize(ch.data.load_tissue()[:8], model.gene_vocab, progress=False)
+    >>> hs = head_summary(model, ds, tf_tokens=truth.tfs, progress=False)
     >>> len(hs), hs.columns.tolist()[:5]             # 4 layers x 4 heads
     (16, ['layer', 'head', 'entropy', 'entropy_norm', 'max_attention'])
     >>> bool(hs["entropy_norm"].between(0, 1).all())
@@ -243,8 +243,8 @@ def attention_by_rank(
     --------
     >>> import course_helpers as ch
     >>> model = ch.model.load_model("teaching")
-    >>> ds = ch.tokenize.tokenize(ch.data.load_tissue()[:8], model.gene_vocab,  # 8 cells: fast
-    ...                           cell_attrs=("cell_id", "state"), progress=False)
+    >>> cells = ch.data.load_tissue()[:8]                # 8 cells keep the example fast
+    >>> ds = ch.tokenize.tokenize(cells, model.gene_vocab, progress=False)
     >>> df = attention_by_rank(model, ds, attn_layers=-1, max_rank=100, progress=False)
     >>> df.columns.tolist()
     ['layer', 'head', 'rank', 'attention', 'attention_x_length', 'n_cells']
@@ -384,8 +384,9 @@ def attention_vs_cell_length(
     --------
     >>> import course_helpers as ch
     >>> model = ch.model.load_model("teaching")
-    >>> ds = ch.tokenize.tokenize(ch.data.load_tissue()[:8], model.gene_vocab,  # 8 cells: fast
-    ...                           cell_attrs=("cell_id", "state"), progress=False)
+    >>> tissue = ch.data.load_tissue()
+    >>> ds = ch.tokenize.tokenize(tissue[:8], model.gene_vocab, cell_attrs=("cell_id", "state"),
+    ...                           progress=False)
     >>> df = attention_vs_cell_length(model, ds, "mito", progress=False)
     >>> df.columns.tolist()
     ['cell', 'cell_id', 'state', 'n_genes', 'n_group', 'attention_to_group', 'group_token_share',
@@ -437,7 +438,7 @@ def attention_vs_cell_length(
         columns = [c for c in ("cell_id", "cell_type", "state") if c in cells.columns]
     base = pd.DataFrame({"cell": sel})
     for c in columns:
-        col = cells.column(c)
+        col = cells.get(c)
         if col is None:
             raise CourseInputError(f"Column {c!r} is not in the dataset ({cells.columns}).")
         base[c] = np.asarray(col, dtype=object)[sel]

@@ -13,7 +13,7 @@ import numpy as np
 
 from .._utils import CourseInputError
 from .._utils import progress as _progress
-from ..model import pad_batch
+from ..model import model_facts, pad_batch
 
 _SDPA_MESSAGE = (
     "The model uses {impl!r} attention, which computes attention without returning the "
@@ -65,23 +65,6 @@ def _base(model):
             "transformers.BertForMaskedLM, e.g. load_model('teaching')."
         ) from err
     return base
-
-
-def _device(model):
-    import torch
-
-    try:
-        return next(model.parameters()).device
-    except StopIteration:  # pragma: no cover
-        return torch.device("cpu")
-
-
-def _pad_id(model) -> int:
-    vocab = getattr(model, "gene_vocab", None)
-    pid = getattr(vocab, "pad_token_id", None) if vocab is not None else None
-    if pid is None:
-        pid = getattr(model.config, "pad_token_id", None)
-    return int(pid) if pid is not None else 0
 
 
 def _n_layers(model) -> int:
@@ -162,8 +145,8 @@ def _stream(model, cells, batches, layer_ids, on_layer, *, head_ids=None, on_bat
     base = _base(model)
     enc_layers = base.encoder.layer
     n_heads = _n_heads(model)
-    device = _device(model)
-    pad = _pad_id(model)
+    facts = model_facts(model)
+    device, pad = facts.device, facts.pad_id
     last = max(layer_ids)
     head_sel = None  # None: every head, in order (no copy)
     if head_ids is not None and list(head_ids) != list(range(n_heads)):
@@ -287,9 +270,8 @@ def cell_attentions(model, input_ids, attention_mask=None, *, switch_to_eager: b
     --------
     >>> import course_helpers as ch
     >>> model = ch.model.load_model("teaching")
-    >>> ds = ch.tokenize.tokenize(ch.data.load_tissue()[:8], model.gene_vocab,  # 8 cells: fast
-    ...                           cell_attrs=("cell_id", "state"), progress=False)
-    >>> attn = cell_attentions(model, ds[:2]["input_ids"])
+    >>> two = ch.tokenize.tokenize(ch.data.load_tissue()[:2], model.gene_vocab, progress=False)
+    >>> attn = cell_attentions(model, two["input_ids"])
     >>> len(attn), tuple(attn[0].shape[:2])          # 4 layers; 2 cells x 4 heads
     (4, (2, 4))
     >>> round(float(attn[0][0, 0, 0].sum()), 4)      # a query's attention sums to 1
@@ -297,7 +279,8 @@ def cell_attentions(model, input_ids, attention_mask=None, *, switch_to_eager: b
     """
     import torch
 
-    device = _device(model)
+    facts = model_facts(model)
+    device = facts.device
     if isinstance(input_ids, torch.Tensor):
         ids = input_ids.to(device)
         if ids.dim() == 1:
@@ -308,7 +291,7 @@ def cell_attentions(model, input_ids, attention_mask=None, *, switch_to_eager: b
         seqs = list(input_ids)
         if seqs and np.isscalar(seqs[0]):
             seqs = [seqs]
-        ids, mask = pad_batch(seqs, _pad_id(model), device)
+        ids, mask = pad_batch(seqs, facts.pad_id, device)
     base = _base(model)
     orig_impl = getattr(model.config, "_attn_implementation", None)
     with _eager_attention(model, switch_to_eager), _eval_mode(model), torch.inference_mode():

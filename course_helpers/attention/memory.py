@@ -6,7 +6,7 @@ import inspect
 import warnings
 
 from .._utils import CourseDeprecationWarning, CourseInputError, renamed_parameters
-from .extract import _device
+from ..model import model_facts
 
 _GB = 1024**3
 
@@ -210,7 +210,7 @@ def _check_request(model, *, n_cells: int, max_len: int, layers_kept: int, heads
         hidden_size=int(getattr(model.config, "hidden_size", 0) or 0) or None,
         accumulated_heads=heads_kept)
     b_eff = max(1, min(int(batch_size), int(n_cells)))
-    _guard(est, max_memory, _device(model), batch_size=int(batch_size), n_genes=n_genes,
+    _guard(est, max_memory, model_facts(model).device, batch_size=int(batch_size), n_genes=n_genes,
            n_layers_acc=layers_kept, heads=heads_kept, max_len=max_len,
            per_batch_bytes=_attn_batch_bytes(b_eff, n_heads, max_len),
            acc_bytes=layers_kept * heads_kept * n_genes * n_genes * 4 + n_genes * n_genes * 8,

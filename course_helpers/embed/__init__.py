@@ -15,10 +15,9 @@ only, in float32, in length-sorted padded batches, under ``torch.inference_mode(
 
 Files
 -----
-``reader.py``
-    ``_Cells``: reads tokenized cells (to be replaced by ``tokenize.TokenizedCells``).
 ``forward.py``
-    the encoder pass: checks the model and batches, yields hidden states per length-sorted batch.
+    the encoder pass: checks the model (``model.model_facts``) and batches, yields hidden states
+    per length-sorted batch.
 ``cells.py``
     :func:`embed_cells`, :func:`default_cls` and the ``<cls>`` / mean pooling.
 ``genes.py``
@@ -28,11 +27,10 @@ Files
 """
 from __future__ import annotations
 
+# deprecated alias, remove once perturb uses tokenize.TokenizedCells
+from ..tokenize import TokenizedCells as _Cells  # noqa: F401
 from .cells import default_cls, embed_cells
 from .genes import embed_genes
-
-# deprecated alias, remove once perturb uses tokenize.TokenizedCells
-from .reader import _Cells  # noqa: F401
 from .states import state_embeddings
 
 __all__ = ["default_cls", "embed_cells", "embed_genes", "state_embeddings"]

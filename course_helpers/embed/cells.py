@@ -4,17 +4,16 @@ from __future__ import annotations
 import numpy as np
 
 from .._utils import CourseInputError, renamed_parameters
-from .forward import _check_model, _iter_hidden
-from .reader import _Cells
+from ..tokenize import TokenizedCells
+from .forward import _embedding_facts, _iter_hidden
 
 
-def _pool_cells(h, input_ids, keep, vocab, cls: bool):
+def _pool_cells(h, input_ids, keep, facts, cls: bool):
     """Cell vectors of a batch: ``<cls>`` position, or mean over real non-special positions."""
     import torch
 
     if cls:
-        cls_id = getattr(vocab, "cls_token_id", None)
-        if not torch.all(input_ids[:, 0] == cls_id):
+        if not torch.all(input_ids[:, 0] == facts.cls_id):
             raise CourseInputError(
                 "The <cls> embedding was asked for (cls=True, the default for V2 models) but "
                 "some cells do not start with <cls>. Fix: tokenize with the V2 rules "
@@ -23,10 +22,9 @@ def _pool_cells(h, input_ids, keep, vocab, cls: bool):
             )
         return h[:, 0, :]
     keep = keep.clone()
-    for name in ("cls_token_id", "eos_token_id"):
-        tid = getattr(vocab, name, None)
+    for tid in (facts.cls_id, facts.eos_id):
         if tid is not None:
-            keep &= input_ids != int(tid)
+            keep &= input_ids != tid
     counts = keep.sum(1, keepdim=True)
     if bool((counts == 0).any()):
         raise CourseInputError(
@@ -56,28 +54,28 @@ def default_cls(model) -> bool:
     return getattr(vocab, "cls_token_id", None) is not None
 
 
-def _cell_embeddings(model, cells: _Cells, indices: np.ndarray, emb_layer: int, batch_size: int,
-                     cls: bool | None, show_progress: bool, desc: str) -> np.ndarray:
-    vocab = _check_model(model)
+def _cell_embeddings(model, cells: TokenizedCells, indices: np.ndarray, emb_layer: int,
+                     batch_size: int, cls: bool | None, show_progress: bool,
+                     desc: str) -> np.ndarray:
+    facts = _embedding_facts(model, emb_layer)
     if cls is None:
         cls = default_cls(model)
-    if cls and getattr(vocab, "cls_token_id", None) is None:
+    if cls and facts.cls_id is None:
         raise CourseInputError(
             f"cls=True needs a model with a <cls> token (Geneformer V2); this "
             f"{getattr(model, 'model_version', 'V1')} model has none. Fix: use cls=False (the "
             "mean over genes, the V1 cell embedding), or leave cls out."
         )
-    hidden = int(model.config.hidden_size)
-    out = np.zeros((len(indices), hidden), dtype=np.float32)
+    out = np.zeros((len(indices), facts.hidden), dtype=np.float32)
     position = {int(i): k for k, i in enumerate(indices)}
     for batch_idx, input_ids, keep, h in _iter_hidden(
-            model, cells, indices, emb_layer, batch_size, show_progress, desc):
-        vecs = _pool_cells(h, input_ids, keep, vocab, cls).cpu().numpy()
+            facts, cells, indices, batch_size, show_progress, desc):
+        vecs = _pool_cells(h, input_ids, keep, facts, cls).cpu().numpy()
         out[[position[int(i)] for i in batch_idx]] = vecs
     return out
 
 
-def _check_adata(adata, cells: _Cells, key_added: str) -> None:
+def _check_adata(adata, cells: TokenizedCells, key_added: str) -> None:
     if adata.n_obs != cells.n:
         raise CourseInputError(
             f"adata has {adata.n_obs} cells but the dataset has {cells.n}; embeddings can only be "
@@ -154,7 +152,7 @@ def embed_cells(
     >>> import course_helpers as ch
     >>> model = ch.model.load_model("teaching")
     >>> adata = ch.data.load_tissue()[:8].copy()      # 8 cells keep the example fast
-    >>> dataset = ch.tokenize.tokenize(adata, model.gene_vocab, cell_attrs=("cell_id", "state"),
+    >>> dataset = ch.tokenize.tokenize(adata, model.gene_vocab, cell_attrs=["cell_id"],
     ...                                progress=False)
     >>> emb = embed_cells(model, dataset, adata=adata, progress=False)
     >>> emb.shape == (adata.n_obs, model.config.hidden_size)
@@ -166,7 +164,7 @@ def embed_cells(
 
     Then, e.g., ``sc.pp.neighbors(adata, use_rep="X_geneformer"); sc.tl.umap(adata)``.
     """
-    cells = _Cells(dataset)
+    cells = TokenizedCells(dataset)
     if adata is not None:
         _check_adata(adata, cells, key_added)
     if cls is None:

@@ -7,40 +7,23 @@ import numpy as np
 
 from .._utils import CourseInputError
 from .._utils import progress as _progress
-from ..model import hidden_states, length_sorted_batches, pad_batch, resolve_layer
-from .reader import _Cells
+from ..model import ModelFacts, hidden_states, length_sorted_batches, model_facts, pad_batch
+from ..tokenize import TokenizedCells
 
 
-def _check_model(model):
-    vocab = getattr(model, "gene_vocab", None)
-    if vocab is None or not hasattr(model, "config"):
+def _embedding_facts(model, emb_layer: int = -1) -> ModelFacts:
+    """:func:`~course_helpers.model.model_facts`, plus the gene vocabulary embeddings need."""
+    facts = model_facts(model, emb_layer=emb_layer)  # checks the model and the layer
+    if facts.vocab is None:
         raise CourseInputError(
             "The model has no gene vocabulary attached. Fix: load it with "
             "course_helpers.model.load_model(...), which sets model.gene_vocab."
         )
-    return vocab
+    return facts
 
 
-def _special_ids(vocab) -> list[int]:
-    out = []
-    for name in ("pad_token_id", "mask_token_id", "cls_token_id", "eos_token_id"):
-        tid = getattr(vocab, name, None)
-        if tid is not None:
-            out.append(int(tid))
-    return out
-
-
-def _model_device(model):
-    try:
-        return next(model.parameters()).device
-    except StopIteration:  # pragma: no cover
-        import torch
-
-        return torch.device("cpu")
-
-
-def _check_batch(input_ids, lengths, model) -> None:
-    vocab_size = int(model.config.vocab_size)
+def _check_batch(input_ids, lengths, facts: ModelFacts) -> None:
+    vocab_size = facts.vocab_size
     if input_ids.numel() and (int(input_ids.max()) >= vocab_size or int(input_ids.min()) < 0):
         bad = int(input_ids.max()) if int(input_ids.max()) >= vocab_size else int(input_ids.min())
         raise CourseInputError(
@@ -48,7 +31,7 @@ def _check_batch(input_ids, lengths, model) -> None:
             "were tokenized with another vocabulary - often V1 dictionaries with a V2 model or "
             "the reverse. Fix: tokenize again with model.gene_vocab."
         )
-    max_pos = int(getattr(model.config, "max_position_embeddings", 10**9))
+    max_pos = facts.max_len
     if int(lengths.max()) > max_pos:
         raise CourseInputError(
             f"A cell has {int(lengths.max())} tokens but the model accepts at most {max_pos}. "
@@ -56,17 +39,16 @@ def _check_batch(input_ids, lengths, model) -> None:
         )
 
 
-def _iter_hidden(model, cells: _Cells, indices: np.ndarray, emb_layer: int, batch_size: int,
+def _iter_hidden(facts: ModelFacts, cells: TokenizedCells, indices: np.ndarray, batch_size: int,
                  show_progress: bool, desc: str) -> Iterator[tuple]:
     """Yield ``(batch_indices, input_ids, keep_mask, hidden_float32)`` per length-sorted batch.
 
-    ``keep_mask`` marks real (non-padding) positions. Batches go longest first.
+    Hidden states of layer ``facts.emb_layer``; ``keep_mask`` marks real (non-padding)
+    positions. Batches go longest first.
     """
     import torch
 
-    vocab = _check_model(model)
-    resolve_layer(model, emb_layer)  # validate before any work
-    device = _model_device(model)
+    model = facts.model
     lengths_all = cells.lengths()
     lengths = lengths_all[indices]
     if len(lengths) and int(lengths.min()) < 1:
@@ -86,7 +68,7 @@ def _iter_hidden(model, cells: _Cells, indices: np.ndarray, emb_layer: int, batc
             for local in bar:
                 batch_idx = indices[local]
                 seqs = cells.ids(batch_idx)
-                input_ids, mask = pad_batch(seqs, vocab.pad_token_id, device)
+                input_ids, mask = pad_batch(seqs, facts.pad_id, facts.device)
                 true_len = mask.sum(1)
                 if not torch.equal(true_len.cpu(), torch.as_tensor(lengths_all[batch_idx])):
                     raise CourseInputError(
@@ -94,8 +76,8 @@ def _iter_hidden(model, cells: _Cells, indices: np.ndarray, emb_layer: int, batc
                         "cells. Fix: recompute it, dataset.map(lambda c: {'length': "
                         "len(c['input_ids'])})."
                     )
-                _check_batch(input_ids, lengths_all[batch_idx], model)
-                h = hidden_states(model, input_ids, mask, layer=emb_layer).float()
+                _check_batch(input_ids, lengths_all[batch_idx], facts)
+                h = hidden_states(model, input_ids, mask, layer=facts.emb_layer).float()
                 yield batch_idx, input_ids, mask.bool(), h
     finally:
         if was_training:

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .._utils import CourseInputError, renamed_parameters
-from .forward import _check_model, _iter_hidden, _special_ids
-from .reader import _Cells
+from .._utils import renamed_parameters
+from ..tokenize import TokenizedCells
+from .forward import _embedding_facts, _iter_hidden
 
 
 @renamed_parameters(layer="emb_layer")
@@ -56,10 +56,8 @@ def embed_genes(
     --------
     >>> import course_helpers as ch
     >>> model = ch.model.load_model("teaching")
-    >>> adata = ch.data.load_tissue()[:8].copy()      # 8 cells keep the example fast
-    >>> dataset = ch.tokenize.tokenize(adata, model.gene_vocab, cell_attrs=("cell_id", "state"),
-    ...                                progress=False)
-    >>> gene_emb = embed_genes(model, dataset, genes=["GATA4", "TBX5"], progress=False)
+    >>> ds = ch.tokenize.tokenize(ch.data.load_tissue()[:8], model.gene_vocab, progress=False)
+    >>> gene_emb = embed_genes(model, ds, genes=["GATA4", "TBX5"], progress=False)
     >>> gene_emb.shape
     (2, 128)
     >>> gene_emb.attrs["n_cells"].to_dict()                 # cells each gene was averaged over
@@ -67,25 +65,20 @@ def embed_genes(
     """
     import torch
 
-    vocab = _check_model(model)
-    cells = _Cells(dataset)
-    vocab_size = int(model.config.vocab_size)
-    hidden = int(model.config.hidden_size)
+    facts = _embedding_facts(model, emb_layer)
+    vocab, vocab_size, hidden = facts.vocab, facts.vocab_size, facts.hidden
+    cells = TokenizedCells(dataset)
     wanted_ids = None
     if genes is not None:
-        if isinstance(genes, str):
-            genes = [genes]
-        wanted_ids = [int(t) for t in vocab.tokens(list(genes))]
-        if not wanted_ids:
-            raise CourseInputError("genes= is empty. Fix: pass gene symbols, or genes=None for all.")
+        wanted_ids = facts.resolve_genes(genes, argname="genes")
         wanted = torch.zeros(vocab_size, dtype=torch.bool)
         wanted[wanted_ids] = True
-    special = torch.tensor(_special_ids(vocab), dtype=torch.long)
+    special = torch.as_tensor(facts.special_ids, dtype=torch.long)
 
     sums = torch.zeros((vocab_size, hidden), dtype=torch.float64)
     counts = torch.zeros(vocab_size, dtype=torch.long)
     for _, input_ids, keep, h in _iter_hidden(
-            model, cells, np.arange(cells.n), emb_layer, batch_size, progress, "Embedding genes"):
+            facts, cells, np.arange(cells.n), batch_size, progress, "Embedding genes"):
         input_ids, keep, h = input_ids.cpu(), keep.cpu(), h.cpu()
         keep = keep & ~torch.isin(input_ids, special)
         ids_flat = input_ids[keep]
@@ -101,7 +94,7 @@ def embed_genes(
         token_ids = np.flatnonzero(counts_np > 0)
     else:
         token_ids = np.asarray(wanted_ids, dtype=np.int64)
-        missing = [g for g, t in zip(genes, wanted_ids) if counts_np[t] == 0]
+        missing = list(vocab.symbols([t for t in wanted_ids if counts_np[t] == 0]))
         if missing:
             warnings.warn(
                 f"{len(missing)} requested gene(s) occur in no cell and get NaN embeddings: "

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from .._utils import CourseInputError, renamed_parameters
+from ..tokenize import TokenizedCells
 from .cells import _cell_embeddings
-from .reader import _Cells
 
 
 @renamed_parameters(layer="emb_layer")
@@ -51,16 +51,15 @@ def state_embeddings(
     Examples
     --------
     >>> import course_helpers as ch
-    >>> model = ch.model.load_model("teaching")
-    >>> adata = ch.data.load_tissue()[:8].copy()      # 8 cells keep the example fast
-    >>> dataset = ch.tokenize.tokenize(adata, model.gene_vocab, cell_attrs=("cell_id", "state"),
-    ...                                progress=False)
-    >>> embs = state_embeddings(model, dataset, "state", ["healthy", "diseased"],
+    >>> model, tissue = ch.model.load_model("teaching"), ch.data.load_tissue()
+    >>> cells = ch.tokenize.tokenize(tissue[:8], model.gene_vocab, cell_attrs=["state"],
+    ...                              progress=False)
+    >>> embs = state_embeddings(model, cells, "state", ["healthy", "diseased"],
     ...                         progress=False)
     >>> list(embs), embs["healthy"].shape
     (['healthy', 'diseased'], (128,))
     """
-    cells = _Cells(dataset)
+    cells = TokenizedCells(dataset)
     if isinstance(states, Mapping):
         spec = states
         if "state_key" in spec and spec["state_key"] != state_key:
