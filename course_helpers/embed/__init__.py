@@ -21,7 +21,7 @@ Files
 ``cells.py``
     :func:`embed_cells`, :func:`default_cls` and the ``<cls>`` / mean pooling.
 ``genes.py``
-    :func:`embed_genes`.
+    :func:`embed_genes` and :class:`GeneNotInCellsWarning` (requested genes in no cell).
 ``states.py``
     :func:`state_embeddings`.
 """
@@ -30,7 +30,13 @@ from __future__ import annotations
 # deprecated alias, remove once perturb uses tokenize.TokenizedCells
 from ..tokenize import TokenizedCells as _Cells  # noqa: F401
 from .cells import default_cls, embed_cells
-from .genes import embed_genes
+from .genes import GeneNotInCellsWarning, embed_genes
 from .states import state_embeddings
 
-__all__ = ["default_cls", "embed_cells", "embed_genes", "state_embeddings"]
+__all__ = [
+    "GeneNotInCellsWarning",
+    "default_cls",
+    "embed_cells",
+    "embed_genes",
+    "state_embeddings",
+]

@@ -7,9 +7,21 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .._utils import renamed_parameters
+from .._utils import CourseWarning, renamed_parameters
 from ..tokenize import TokenizedCells
 from .forward import _embedding_facts, _iter_hidden
+
+
+class GeneNotInCellsWarning(CourseWarning):
+    """:func:`embed_genes` was asked for genes that occur in no cell (their rows are NaN).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", GeneNotInCellsWarning)  # by class, not by text
+    ...     warnings.warn("2 requested gene(s) occur in no cell", GeneNotInCellsWarning)
+    """
 
 
 @renamed_parameters(layer="emb_layer")
@@ -38,7 +50,8 @@ def embed_genes(
         Cells per forward pass.
     genes
         Symbols or Ensembl IDs to keep (in this order). ``None``: every gene that occurs.
-        Requested genes that occur in no cell get a row of NaN and ``n_cells`` 0 (with a warning).
+        Requested genes that occur in no cell get a row of NaN and ``n_cells`` 0 (with a
+        :class:`GeneNotInCellsWarning`).
     progress
         Show a progress bar.
     return_counts
@@ -98,7 +111,7 @@ def embed_genes(
         if missing:
             warnings.warn(
                 f"{len(missing)} requested gene(s) occur in no cell and get NaN embeddings: "
-                f"{missing[:10]}", stacklevel=2,
+                f"{missing[:10]}", GeneNotInCellsWarning, stacklevel=2,
             )
     n = counts_np[token_ids]
     with np.errstate(invalid="ignore", divide="ignore"):
