@@ -37,7 +37,7 @@ DEFAULT_BASE_SEED = 100_000
 
 @contextlib.contextmanager
 def _activity_settings(tf_noise: float | None, master_on_max: float | None):
-    import course_helpers.data as d
+    import course_helpers.data.simulate as d  # the file whose simulate_tissue reads both
 
     old_noise, old_read = d.TF_NOISE, d._read_design
     if tf_noise is not None:

@@ -30,15 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from course_helpers.data import (
-    SPLITS,
-    TISSUE_DIR,
-    _read_design,
-    _write_h5ad,
-    cache_dir,
-    realism_table,
-    simulate_tissue,
-)
+from course_helpers.data import SPLITS, cache_dir, realism_table, simulate_tissue
+from course_helpers.data.design import TISSUE_DIR, _read_design
+from course_helpers.data.tissue import _write_h5ad
 
 __all__ = ["main", "simulate_tissue"]
 

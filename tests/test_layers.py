@@ -43,6 +43,20 @@ def _package_of(path: Path) -> list[str]:
     return parts[:-1]
 
 
+def _runtime_nodes(tree):
+    """Every node except what sits under ``if TYPE_CHECKING:`` (annotations only, never run)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            test = getattr(child, "test", None) if isinstance(child, ast.If) else None
+            if test is not None and "TYPE_CHECKING" in ast.unparse(test):
+                todo.extend(child.orelse)
+                continue
+            todo.append(child)
+
+
 def _absolute_imports(path: Path) -> set[str]:
     """Every ``course_helpers...`` module a file imports (absolute dotted names).
 
@@ -51,7 +65,7 @@ def _absolute_imports(path: Path) -> set[str]:
     """
     tree = ast.parse(path.read_text())
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _runtime_nodes(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = _package_of(path)
@@ -153,7 +167,7 @@ def test_checkers_detect_violations(tmp_path):
     (pkg.parent / "model.py").write_text("")
     bad = pkg / "files.py"
     bad.write_text("from ..widgets import AttentionExplorer\nfrom .. import model\n"
-                   "from .hub import x\n")
+                   "from .hub import x\nif TYPE_CHECKING:\n    from ..plotting import y\n")
     global PKG
     old, PKG = PKG, tmp_path / "course_helpers"
     try:

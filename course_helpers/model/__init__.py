@@ -11,8 +11,9 @@ One call loads any model the course uses::
 The returned model is a plain ``transformers`` BERT (``BertForMaskedLM``, or
 ``BertForSequenceClassification`` / ``BertForTokenClassification`` for fine-tuned models, as
 ``config.json`` says) in ``eval()`` mode on the chosen device, with two extra attributes:
-``model.gene_vocab`` (the matching :class:`~course_helpers.vocab.GeneVocab`) and ``model.model_version`` (``"V1"``, ``"V2"`` or
-``"teaching"``; the teaching model follows the V1 rules).
+``model.gene_vocab`` (the matching :class:`~course_helpers.vocab.GeneVocab`) and
+``model.model_version`` (``"V1"``, ``"V2"`` or ``"teaching"``; the teaching model follows the V1
+rules).
 
 The package also holds what the analysis modules share: :func:`model_facts`, :func:`pick_device`,
 :func:`pad_batch`, :func:`length_sorted_batches`, :func:`hidden_states` and

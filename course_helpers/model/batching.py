@@ -85,7 +85,7 @@ def length_sorted_batches(lengths, batch_size: int) -> list[np.ndarray]:
 
 
 def forward_memory_bytes(model_or_config, batch_size: int, seq_len: int,
-                         output_attentions: bool = False, bytes_per_value: int = 4) -> int:
+                         output_attentions: bool = False, *, bytes_per_value: int = 4) -> int:
     """Rough peak activation memory of one encoder forward pass, in bytes.
 
     Counts the kept hidden states of every layer, one layer's intermediate (feed-forward)

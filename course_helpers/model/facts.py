@@ -42,6 +42,13 @@ class ModelFacts:
     emb_layer : int
         The validated hidden-state layer (reference ``emb_layer``: 0 = last, -1 =
         second-to-last); ``hidden_index`` is its index into ``hidden_states``.
+
+    Examples
+    --------
+    >>> from course_helpers.model import load_model
+    >>> facts = model_facts(load_model("teaching"), emb_layer=0)
+    >>> facts.n_layers, facts.emb_layer, facts.hidden_index, facts.max_len
+    (4, 0, 4, 1024)
     """
 
     model: object

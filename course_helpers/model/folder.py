@@ -164,8 +164,9 @@ def check_vocab_matches_model(vocab: GeneVocab, config, source: str = "the model
 
     Examples
     --------
-    >>> vocab = GeneVocab.geneformer_v1(None)                 # doctest: +SKIP
-    >>> check_vocab_matches_model(vocab, {"vocab_size": 20275})  # doctest: +SKIP
+    >>> vocab = GeneVocab.teaching()                          # V1 rules, 2,002 tokens
+    >>> check_vocab_matches_model(vocab, {"vocab_size": 2002})   # fits: nothing happens
+    >>> check_vocab_matches_model(vocab, {"vocab_size": 20275})  # a V2-sized model
     Traceback (most recent call last):
     ...
     course_helpers._utils.CourseInputError: You are mixing Geneformer dictionaries: ...

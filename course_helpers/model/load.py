@@ -98,10 +98,12 @@ def load_model(
 
     Examples
     --------
-    >>> model = load_model("teaching")                     # doctest: +SKIP
-    >>> model.model_version, model.config.num_hidden_layers  # doctest: +SKIP
-    ('teaching', 4)
-    >>> attn_model = load_model("teaching", output_attentions=True)   # doctest: +SKIP
+    >>> model = load_model("teaching")
+    >>> model.model_version, model.config.num_hidden_layers, len(model.gene_vocab)
+    ('teaching', 4, 2002)
+    >>> attn_model = load_model("teaching", output_attentions=True)
+    >>> attn_model.config._attn_implementation
+    'eager'
     >>> v1 = load_model("geneformer-v1")   # needs internet the first time  # doctest: +SKIP
     """
     dev = pick_device(device)

@@ -10,7 +10,7 @@ from .._utils import CourseInputError
 from .batching import length_sorted_batches, pad_batch
 
 
-def masked_gene_accuracy(model, dataset, n_cells: int | None = 100, mask_prob: float = 0.15,
+def masked_gene_accuracy(model, dataset, n_cells: int | None = 100, mask_prob: float = 0.15, *,
                          k: int = 10, batch_size: int = 16, seed: int = 0,
                          progress: bool = False):
     """Masked-gene prediction accuracy vs a position-frequency baseline.
@@ -29,8 +29,14 @@ def masked_gene_accuracy(model, dataset, n_cells: int | None = 100, mask_prob: f
 
     Examples
     --------
-    >>> model = load_model("teaching")                                   # doctest: +SKIP
-    >>> masked_gene_accuracy(model, ds, n_cells=50)                      # doctest: +SKIP
+    >>> from course_helpers.data import load_tissue
+    >>> from course_helpers.model import load_model
+    >>> from course_helpers.tokenize import tokenize
+    >>> model = load_model("teaching")
+    >>> ds = tokenize(load_tissue("chapter")[:20], model.gene_vocab, progress=False)
+    >>> res = masked_gene_accuracy(model, ds, n_cells=10)
+    >>> res.index.tolist(), res.columns.tolist()
+    (['model', 'position baseline'], ['top1', 'top10', 'n_masked'])
     """
     import pandas as pd
     import torch

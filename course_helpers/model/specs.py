@@ -52,6 +52,12 @@ class ModelSpec:
     weights
         The weight file to download (``model.safetensors``; the fine-tuned classifier has only
         the pickle-based ``pytorch_model.bin``, loaded with weights-only loading).
+
+    Examples
+    --------
+    >>> spec = KNOWN_MODELS["geneformer-v1"]
+    >>> spec.subfolder, spec.version
+    ('Geneformer-V1-10M', 'V1')
     """
 
     subfolder: str

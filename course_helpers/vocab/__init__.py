@@ -46,18 +46,20 @@ from .published import V1_PKL_FILES as V1_PKL_FILES
 from .published import V1_TSV_FILES as V1_TSV_FILES
 from .published import V2_LEGACY_SUFFIX as V2_LEGACY_SUFFIX
 from .published import V2_PKL_FILES as V2_PKL_FILES
+from .readers import ENSEMBL_ID_RE, VERSIONED_ID_RE, read_mapping
 from .readers import SPECIAL_TOKENS as SPECIAL_TOKENS
 from .readers import TSV_COLUMNS as TSV_COLUMNS
-from .readers import read_mapping
 from .resolve import SUGGEST_CUTOFF as SUGGEST_CUTOFF
 from .resolve import close_matches
 
 __all__ = [
+    "ENSEMBL_ID_RE",
     "GENEFORMER_REPO",
     "GENEFORMER_REVISION",
     "HUB_DICTIONARIES",
     "V1_HUB_FILES",
     "V2_HUB_FILES",
+    "VERSIONED_ID_RE",
     "GeneVocab",
     "check_not_lfs_pointer",
     "close_matches",

@@ -12,9 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from .._utils import CourseInputError
-from .published import find_in_folder, load_published, load_teaching
-from .readers import TSV_COLUMNS, _as_int, _looks_ensembl, read_mapping, _read_rows, _strip_version
-from .resolve import resolve_genes, suggest_genes
+from .published import _find_in_folder, _load_published, _load_teaching
+from .readers import TSV_COLUMNS, _as_int, _looks_ensembl, _read_rows, _strip_version, read_mapping
+from .resolve import _resolve_genes, _suggest_genes
+
+
+def _special_token_id(token: str) -> property:
+    """A read-only property: the id of special ``token`` in the dictionary, or ``None``."""
+    return property(lambda self: self.token_to_id.get(token),
+                    doc=f"Token id of ``{token}`` (``None`` if the dictionary has none).")
 
 
 class GeneVocab:
@@ -139,21 +145,10 @@ class GeneVocab:
         """Special tokens (``<...>``) present in the dictionary, with their ids."""
         return {k: v for k, v in self.token_to_id.items() if self._is_special(k)}
 
-    @property
-    def pad_token_id(self) -> int | None:
-        return self.token_to_id.get("<pad>")
-
-    @property
-    def mask_token_id(self) -> int | None:
-        return self.token_to_id.get("<mask>")
-
-    @property
-    def cls_token_id(self) -> int | None:
-        return self.token_to_id.get("<cls>")
-
-    @property
-    def eos_token_id(self) -> int | None:
-        return self.token_to_id.get("<eos>")
+    pad_token_id = _special_token_id("<pad>")
+    mask_token_id = _special_token_id("<mask>")
+    cls_token_id = _special_token_id("<cls>")
+    eos_token_id = _special_token_id("<eos>")
 
     @property
     def version(self) -> str:
@@ -305,7 +300,7 @@ class GeneVocab:
         >>> vocab.suggest("gata3")
         ['GATA3', 'GATA4', 'SPATA13', 'GGA3']
         """
-        return suggest_genes(self, name, n)
+        return _suggest_genes(self, name, n)
 
     def resolve(self, genes, *, argname: str = "genes") -> list[int]:
         """Token ids of genes given as symbols, Ensembl IDs or token ids (the one gene lookup).
@@ -343,7 +338,7 @@ class GeneVocab:
         ...
         course_helpers._utils.CourseInputError: Unknown gene(s) ... did you mean 'VWF'? ...
         """
-        return resolve_genes(self, genes, argname=argname)
+        return _resolve_genes(self, genes, argname=argname)
 
     def map_symbols(self, symbols: Iterable[str]) -> list[str | None]:
         """Map gene symbols to Ensembl IDs with the gene-name dictionary.
@@ -444,9 +439,17 @@ class GeneVocab:
 
         Examples
         --------
-        >>> vocab = GeneVocab.from_files("token_dictionary_gc30M.pkl",  # doctest: +SKIP
-        ...                              "gene_median_dictionary_gc30M.pkl",
-        ...                              "gene_name_id_dict_gc30M.pkl")
+        >>> import os, pickle, tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> files = {"token_dictionary_gc30M.pkl": {"<pad>": 0, "<mask>": 1, "ENSG00000141510": 2},
+        ...          "gene_median_dictionary_gc30M.pkl": {"ENSG00000141510": 2.5},
+        ...          "gene_name_id_dict_gc30M.pkl": {"TP53": "ENSG00000141510"}}
+        >>> for name, d in files.items():
+        ...     with open(os.path.join(folder, name), "wb") as f:
+        ...         pickle.dump(d, f)
+        >>> vocab = GeneVocab.from_files(*(os.path.join(folder, n) for n in files))
+        >>> vocab.name, vocab.tokens(["TP53"])
+        ('token_dictionary_gc30M', [2])
         """
         tok = read_mapping(token_dictionary, "token")
         med = read_mapping(gene_medians, "median")
@@ -478,6 +481,11 @@ class GeneVocab:
 
         Examples
         --------
+        >>> import os, tempfile
+        >>> path = GeneVocab.teaching().to_tsv(os.path.join(tempfile.mkdtemp(), "vocab.tsv"))
+        >>> vocab = GeneVocab.from_tsv(path)
+        >>> vocab.name, len(vocab), vocab.symbols([439])
+        ('vocab', 2002, ['VWF'])
         >>> vocab = GeneVocab.from_tsv(  # doctest: +SKIP
         ...     "vocab_gc30M.tsv", "gene_name_id_gc30M.tsv")
         """
@@ -531,7 +539,7 @@ class GeneVocab:
         True
         """
         name = name or f"geneformer-{version.lower()}"
-        return find_in_folder(cls, Path(folder), name, version)
+        return _find_in_folder(cls, Path(folder), name, version)
 
     @classmethod
     def geneformer_v1(cls, path=None, *, revision: str | None = None) -> GeneVocab:
@@ -567,8 +575,18 @@ class GeneVocab:
         >>> vocab = GeneVocab.geneformer_v1("../shared/geneformer-v1")  # doctest: +SKIP
         >>> vocab.version, len(vocab)  # doctest: +SKIP
         ('V1', 25426)
+
+        A folder is searched for the published file names; here one holding the teaching
+        vocabulary saved under the V1 TSV name:
+
+        >>> import os, tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> _ = GeneVocab.teaching().to_tsv(os.path.join(folder, "vocab_gc30M.tsv"))
+        >>> vocab = GeneVocab.geneformer_v1(folder)
+        >>> vocab.name, vocab.version, len(vocab)
+        ('geneformer-v1', 'V1', 2002)
         """
-        return load_published(cls, "V1", path, revision)
+        return _load_published(cls, "V1", path, revision)
 
     @classmethod
     def geneformer_v2(cls, path=None, *, revision: str | None = None) -> GeneVocab:
@@ -586,7 +604,7 @@ class GeneVocab:
         >>> vocab.version, vocab.cls_token_id  # doctest: +SKIP
         ('V2', 2)
         """
-        return load_published(cls, "V2", path, revision)
+        return _load_published(cls, "V2", path, revision)
 
     @classmethod
     def teaching(cls) -> GeneVocab:
@@ -594,8 +612,8 @@ class GeneVocab:
 
         Examples
         --------
-        >>> vocab = GeneVocab.teaching()  # doctest: +SKIP
-        >>> vocab.version  # doctest: +SKIP
-        'V1'
+        >>> vocab = GeneVocab.teaching()
+        >>> vocab.version, len(vocab), vocab.tokens(["VWF"])
+        ('V1', 2002, [439])
         """
-        return load_teaching(cls)
+        return _load_teaching(cls)

@@ -27,7 +27,7 @@ _TEACHING_VOCAB = (Path(__file__).resolve().parent.parent / "assets" / "teaching
                    / "vocab.tsv")
 
 
-def find_in_folder(cls, folder: Path, name: str, version: str = "V1") -> GeneVocab | None:
+def _find_in_folder(cls, folder: Path, name: str, version: str = "V1") -> GeneVocab | None:
     """The ``version`` dictionaries in ``folder`` (or in its Hub-layout subfolder), or None."""
     if version == "V1":
         tsv = folder / V1_TSV_FILES["vocab"]
@@ -56,10 +56,10 @@ def find_in_folder(cls, folder: Path, name: str, version: str = "V1") -> GeneVoc
                 ),
             )
     if sub.is_dir():  # a folder laid out like the Hub repository (a clone)
-        return find_in_folder(cls, sub, name, version)
+        return _find_in_folder(cls, sub, name, version)
     return None
 
-def load_published(cls, version: str, path, revision) -> GeneVocab:
+def _load_published(cls, version: str, path, revision) -> GeneVocab:
     """Shared body of :meth:`geneformer_v1` and :meth:`geneformer_v2`."""
     name = f"geneformer-{version.lower()}"
     env_var = f"GENEFORMER_{version}_DIR"
@@ -83,7 +83,7 @@ def load_published(cls, version: str, path, revision) -> GeneVocab:
             folder = folder.parent
         if not folder.is_dir():
             raise CourseInputError(f"Geneformer {version} folder not found: {folder}. {how}")
-        v = find_in_folder(cls, folder, name, version)
+        v = _find_in_folder(cls, folder, name, version)
         if v is None:
             raise CourseInputError(
                 f"No {version} dictionaries in {folder}: expected {expected}. {how}"
@@ -92,7 +92,7 @@ def load_published(cls, version: str, path, revision) -> GeneVocab:
     env = os.environ.get(env_var)
     if env:
         folder = Path(env).expanduser()
-        v = find_in_folder(cls, folder, name, version) if folder.is_dir() else None
+        v = _find_in_folder(cls, folder, name, version) if folder.is_dir() else None
         if v is None:
             raise CourseInputError(
                 f"{env_var}={env} does not hold the {version} dictionaries ({expected}). "
@@ -116,7 +116,7 @@ def load_published(cls, version: str, path, revision) -> GeneVocab:
     )
 
 
-def load_teaching(cls) -> GeneVocab:
+def _load_teaching(cls) -> GeneVocab:
     """Body of :meth:`GeneVocab.teaching` (reads :data:`_TEACHING_VOCAB`)."""
     if not _TEACHING_VOCAB.is_file():
         raise CourseInputError(

@@ -17,8 +17,10 @@ TSV_COLUMNS = ("ensembl_id", "token_id", "gene_median", "gene_symbols")
 SPECIAL_TOKENS = ("<pad>", "<mask>", "<cls>", "<eos>")
 
 
-_ENSEMBL_RE = re.compile(r"^ENS[A-Z]*G[R]?\d{6,}$")
-_VERSIONED_RE = re.compile(r"^(ENS[A-Z]*G[R]?\d{6,})\.\d+(_PAR_Y)?$")
+#: An Ensembl gene ID of any species (``ENSG00000141510``, ``ENSMUSG...``), without version.
+ENSEMBL_ID_RE = re.compile(r"^ENS[A-Z]*G[R]?\d{6,}$")
+#: An Ensembl gene ID with a version suffix (``ENSG00000141510.17``); group 1 is the bare ID.
+VERSIONED_ID_RE = re.compile(r"^(ENS[A-Z]*G[R]?\d{6,})\.\d+(_PAR_Y)?$")
 
 
 def _read_rows(path: Path) -> list[list[str]]:
@@ -141,9 +143,9 @@ def _as_int(v, key) -> int:
 
 
 def _looks_ensembl(s: str) -> bool:
-    return bool(_ENSEMBL_RE.match(s))
+    return bool(ENSEMBL_ID_RE.match(s))
 
 
 def _strip_version(s: str) -> str:
-    m = _VERSIONED_RE.match(s)
+    m = VERSIONED_ID_RE.match(s)
     return m.group(1) if m else s

@@ -73,7 +73,7 @@ def _vocab_names(vocab, ensembl: bool) -> list[str]:
     return cache[ensembl]
 
 
-def suggest_genes(vocab, name, n: int = 4) -> list[str]:
+def _suggest_genes(vocab, name, n: int = 4) -> list[str]:
     """Body of :meth:`GeneVocab.suggest` (the one "did you mean" rule for genes)."""
     name = str(name)
     ensembl = _looks_ensembl(_strip_version(name)) or not vocab.symbol_to_id
@@ -95,7 +95,7 @@ def _token_of_name(vocab, name: str) -> int | None:
     return None if e is None else vocab.token_to_id[e]
 
 
-def resolve_genes(vocab, genes, *, argname: str = "genes") -> list[int]:
+def _resolve_genes(vocab, genes, *, argname: str = "genes") -> list[int]:
     """Body of :meth:`GeneVocab.resolve` (the one gene lookup)."""
     if isinstance(genes, (str, int, np.integer)):
         genes = [genes]
@@ -136,7 +136,7 @@ def resolve_genes(vocab, genes, *, argname: str = "genes") -> list[int]:
     if unknown:
         hints = []
         for g in unknown[:5]:
-            sugg = suggest_genes(vocab, g)
+            sugg = _suggest_genes(vocab, g)
             if sugg:
                 hints.append(f"{g!r}: did you mean {', '.join(map(repr, sugg))}?")
         more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""

@@ -75,3 +75,28 @@ def test_hidden_states_stops_after_the_requested_layer(fixture_model):
             h.remove()
     assert calls == [0, 1, 2, 3, 4, 5]
     assert [len(layer._forward_hooks) for layer in m.bert.encoder.layer] == n_hooks
+
+
+def test_emb_layer_keyword_and_the_old_layer_spelling(fixture_model):
+    """emb_layer= is the name; layer= still works, warns, and gives the same result."""
+    from course_helpers._utils import CourseDeprecationWarning
+
+    m = fixture_model
+    ids, mask = pad_batch([[5, 6, 7, 8, 9], [10, 11, 12]], 0)
+    with torch.inference_mode():
+        new = hidden_states(m, ids, mask, emb_layer=-2)
+        with pytest.warns(CourseDeprecationWarning, match=r"hidden_states\(layer=...\) is now"):
+            old = hidden_states(m, ids, mask, layer=-2)
+        ref = m.bert(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    assert torch.equal(new, old) and torch.equal(new, ref[4])
+    with pytest.raises(TypeError):
+        hidden_states(m, ids, mask, -1)  # emb_layer is keyword-only
+    with pytest.raises(CourseInputError, match="got both layer= and emb_layer="):
+        hidden_states(m, ids, mask, layer=-1, emb_layer=-1)
+    assert resolve_layer(m, emb_layer=-2) == 4
+    with pytest.warns(CourseDeprecationWarning, match=r"resolve_layer\(layer=...\)"):
+        assert resolve_layer(m, layer=-2) == 4
+    with pytest.raises(CourseInputError, match=r"emb_layer=1 is out of range .* 6 layers"):
+        resolve_layer(m, 1)
+    with pytest.raises(CourseInputError, match="emb_layer must be an integer"):
+        resolve_layer(m, "x")

@@ -273,7 +273,7 @@ def test_training_stages_join_curves():
 
 
 def test_corpus_stream_restores_the_simulator():
-    import course_helpers.data as d
+    import course_helpers.data.simulate as d
 
     S = _script("corpus_stream")
     noise, reader = d.TF_NOISE, d._read_design

@@ -1,13 +1,21 @@
-"""net_shift and adjust_for_rank on synthetic tables (no model needed)."""
+"""Statistics: net_shift and adjust_for_rank on synthetic tables (no model needed), Benjamini-Hochberg,
+the rank-sum test, perturbation_stats on the fixture's full runs."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from course_helpers._utils import CourseInputError
-from course_helpers.perturb import adjust_for_rank, net_shift, perturbation_stats
+from course_helpers.perturb import (
+    adjust_for_rank,
+    benjamini_hochberg,
+    net_shift,
+    perturbation_stats,
+)
+from course_helpers.perturb.stats import _mwu_vs_rest
 
 
 def _long(rows, states=("goal", "start", "alt")):
@@ -116,3 +124,46 @@ def test_adjust_for_rank_bad_input():
         adjust_for_rank(df, df, window=-1)
     with pytest.raises(CourseInputError, match="column 'cos_sim'"):
         adjust_for_rank(df, df, value="cos_sim")
+
+
+def test_benjamini_hochberg_known_example():
+    p = [0.01, 0.04, 0.03, 0.005]
+    np.testing.assert_allclose(benjamini_hochberg(p), [0.02, 0.04, 0.04, 0.02])
+    rng = np.random.default_rng(0)
+    p = rng.uniform(size=200) ** 3
+    np.testing.assert_allclose(benjamini_hochberg(p), stats.false_discovery_control(p))
+    q = benjamini_hochberg([0.5, np.nan, 0.01])
+    assert np.isnan(q[1]) and q[2] == pytest.approx(0.02)
+
+
+def test_rank_sum_vs_rest_matches_scipy():
+    rng = np.random.default_rng(0)
+    values = np.round(rng.normal(size=300), 1)  # many ties
+    groups = rng.integers(0, 7, size=300)
+    labels, u, p = _mwu_vs_rest(values, groups)
+    for lab, ui, pi in zip(labels, u, p):
+        r = stats.mannwhitneyu(values[groups == lab], values[groups != lab],
+                               alternative="two-sided", method="asymptotic")
+        assert ui == pytest.approx(r.statistic) and pi == pytest.approx(r.pvalue, rel=1e-9)
+
+
+def test_perturbation_stats_on_fixture(goal_all, delete_all):
+    st = perturbation_stats(goal_all)
+    assert set(st["state"]) == set(goal_all["state"])
+    sub = goal_all[goal_all["state"] == "CD19+ B"]
+    g = sub.groupby("perturbed_token")["shift"]
+    row = st[st["state"] == "CD19+ B"].set_index("perturbed_token")
+    tok = g.size().idxmax()
+    assert row.loc[tok, "n_cells"] == g.size()[tok]
+    assert row.loc[tok, "mean"] == pytest.approx(g.mean()[tok])
+    assert row.loc[tok, "std"] == pytest.approx(np.std(g.get_group(tok).to_numpy()))
+    assert ((st["fdr"] >= st["p_value"]) | st["p_value"].isna()).all()
+    # against an explicit null: scipy on the pooled null values
+    null = delete_all[delete_all["rank_index"] % 5 == 0]
+    st2 = perturbation_stats(delete_all, null=null)
+    tok = st2["perturbed_token"].iloc[0]
+    r = stats.mannwhitneyu(delete_all.loc[delete_all["perturbed_token"] == tok, "cos_sim"],
+                           null["cos_sim"], method="asymptotic")
+    assert st2["p_value"].iloc[0] == pytest.approx(r.pvalue)
+    with pytest.raises(CourseInputError, match="no column 'shift'"):
+        perturbation_stats(delete_all, value="shift")

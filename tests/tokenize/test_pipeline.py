@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 
 from course_helpers._utils import CourseInputError
-from course_helpers.tokenize import load, rank_genes, save, tokenize, tokenize_to_disk
+from course_helpers.tokenize import load, save, tokenize, tokenize_to_disk
 from course_helpers.vocab import GeneVocab
 
 
@@ -208,14 +208,6 @@ def test_fixture_tokenize_to_disk_streaming(tokenizer_fixture_dir, fixture_data,
 # --------------------------------------------------------------------------------------------
 # rules on synthetic data
 # --------------------------------------------------------------------------------------------
-def test_rank_genes_core():
-    flat, lens = rank_genes(
-        np.array([0, 3, 3, 5]),
-        np.array([10, 11, 12, 13, 14]),
-        np.array([1.0, 3.0, 2.0, 5.0, 5.0]),
-        max_len=2,
-    )
-    assert flat.tolist() == [11, 12, 13, 14] and lens.tolist() == [2, 0, 2]
 
 
 def test_matches_slow_reference_random(tmp_path):

@@ -1,8 +1,8 @@
-"""Tests for course_helpers.perturb against the reference perturbation fixture.
+"""Tests for course_helpers.perturb.in_silico_perturb against the reference perturbation fixture.
 
 The three full reference runs (delete, overexpress, delete with goal states) are each computed
-once per session (module fixtures); every other test uses a few genes of a few cells so that the
-file stays fast on a busy 2-core machine.
+once per session (fixtures in tests/perturb/conftest.py); every other test uses a few genes of a
+few cells so that the file stays fast on a busy 2-core machine.
 """
 from __future__ import annotations
 
@@ -15,17 +15,9 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 datasets = pytest.importorskip("datasets")
-from scipy import stats
 
 from course_helpers._utils import CourseInputError
-from course_helpers.perturb import (
-    _mwu_vs_rest,
-    benjamini_hochberg,
-    in_silico_perturb,
-    perturb_pairs,
-    perturbation_stats,
-    random_gene_null,
-)
+from course_helpers.perturb import in_silico_perturb
 
 STATES = {
     "state_key": "cell_type",
@@ -36,61 +28,7 @@ STATES = {
 TOL = 1e-6
 
 
-# --------------------------------------------------------------------------------------------
-# fixtures
-# --------------------------------------------------------------------------------------------
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def fx(perturb_fixture_dir):
-    return perturb_fixture_dir
-
-
-@pytest.fixture(scope="module")
-def plain_model(fx):
-    """The fixture model exactly as a user would load it with transformers (no vocabulary)."""
-    m = transformers.BertForMaskedLM.from_pretrained(str(fx / "model"))
-    return m.eval()
-
-
-@pytest.fixture(scope="module")
-def vocab_model(fixture_model_dir):
-    """The fixture model loaded with course_helpers.model.load_model and the V1 vocabulary."""
-    from course_helpers.model import load_model
-
-    return load_model(fixture_model_dir, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def cells(fixture_cells) -> pd.DataFrame:
-    return fixture_cells
-
-
-@pytest.fixture(scope="module")
-def dataset(cells):
-    return datasets.Dataset.from_pandas(cells, preserve_index=False)
-
-
-@pytest.fixture(scope="module")
-def state_embs(fx):
-    return pd.read_parquet(fx / "state_embs.parquet")
-
-
-@pytest.fixture(scope="module")
-def delete_all(plain_model, dataset):
-    return in_silico_perturb(plain_model, dataset, "delete", progress=False)
-
-
-@pytest.fixture(scope="module")
-def overexpress_all(plain_model, dataset):
-    return in_silico_perturb(plain_model, dataset, "overexpress", progress=False)
-
-
-@pytest.fixture(scope="module")
-def goal_all(plain_model, dataset, state_embs):
-    return in_silico_perturb(plain_model, dataset, "delete", cell_states=STATES,
-                             state_embs=state_embs, progress=False)
 
 
 def _layer5(model, ids):
@@ -106,7 +44,8 @@ def _v2_copy(model):
     copy = transformers.BertForMaskedLM(model.config).eval()
     copy.load_state_dict(model.state_dict())
     copy.gene_vocab = SimpleNamespace(pad_token_id=0, mask_token_id=1, cls_token_id=2,
-                                      eos_token_id=3, symbols=lambda ids: [str(i) for i in ids])
+                                      eos_token_id=3, symbols=lambda ids: [str(i) for i in ids],
+                                      resolve=lambda genes, argname="genes": [int(g) for g in genes])
     return copy
 
 
@@ -317,30 +256,6 @@ def test_anchor_combos_delete_both(plain_model, dataset, cells):
     assert abs(got["cos_sim"].iloc[1] - _cos_rows(p, h[keep]).mean()) <= TOL
 
 
-def test_perturb_pairs_synergy_definition(plain_model, dataset, cells, state_embs):
-    x = cells["input_ids"][0]
-    pair = (x[2], x[9])
-    res = perturb_pairs(plain_model, dataset, [pair], cells=[0, 1], progress=False)
-    assert len(res) == 2 - sum(not ({x[2], x[9]} <= set(c)) for c in cells["input_ids"][:2])
-    single = in_silico_perturb(plain_model, dataset, "delete", genes=list(pair), cells=[0],
-                               progress=False).set_index("perturbed_token")["cos_sim"]
-    r = res.iloc[0]
-    assert abs(r["cos_sim_a"] - single[pair[0]]) <= TOL
-    assert abs(r["cos_sim_b"] - single[pair[1]]) <= TOL
-    assert r["synergy"] == pytest.approx(
-        (1 - r["cos_sim_ab"]) - ((1 - r["cos_sim_a"]) + (1 - r["cos_sim_b"])), abs=1e-12)
-    h = _layer5(plain_model, x)
-    keep = [i for i in range(len(x)) if i not in (2, 9)]
-    p = _layer5(plain_model, [x[i] for i in keep])
-    assert abs(r["cos_sim_ab"] - _cos_rows(p, h[keep]).mean()) <= TOL
-    with_states = perturb_pairs(plain_model, dataset, [pair], cell_states=STATES, cells=[0],
-                                state_embs=state_embs, progress=False)
-    assert len(with_states) == 3
-    np.testing.assert_allclose(
-        with_states["synergy"],
-        with_states["shift_ab"] - with_states["shift_a"] - with_states["shift_b"], atol=1e-15)
-
-
 def test_cell_and_gene_mode(plain_model, dataset, cells):
     x = cells["input_ids"][1]
     long = in_silico_perturb(plain_model, dataset, "overexpress", genes=[x[4], x[30]],
@@ -495,66 +410,9 @@ def test_bad_arguments(plain_model, dataset):
         in_silico_perturb(plain_model, dataset, genes=[0], progress=False)
 
 
-# --------------------------------------------------------------------------------------------
-# statistics
-# --------------------------------------------------------------------------------------------
-def test_benjamini_hochberg_known_example():
-    p = [0.01, 0.04, 0.03, 0.005]
-    np.testing.assert_allclose(benjamini_hochberg(p), [0.02, 0.04, 0.04, 0.02])
-    rng = np.random.default_rng(0)
-    p = rng.uniform(size=200) ** 3
-    np.testing.assert_allclose(benjamini_hochberg(p), stats.false_discovery_control(p))
-    q = benjamini_hochberg([0.5, np.nan, 0.01])
-    assert np.isnan(q[1]) and q[2] == pytest.approx(0.02)
-
-
-def test_rank_sum_vs_rest_matches_scipy():
-    rng = np.random.default_rng(0)
-    values = np.round(rng.normal(size=300), 1)  # many ties
-    groups = rng.integers(0, 7, size=300)
-    labels, u, p = _mwu_vs_rest(values, groups)
-    for lab, ui, pi in zip(labels, u, p):
-        r = stats.mannwhitneyu(values[groups == lab], values[groups != lab],
-                               alternative="two-sided", method="asymptotic")
-        assert ui == pytest.approx(r.statistic) and pi == pytest.approx(r.pvalue, rel=1e-9)
-
-
-def test_perturbation_stats_on_fixture(goal_all, delete_all):
-    st = perturbation_stats(goal_all)
-    assert set(st["state"]) == set(goal_all["state"])
-    sub = goal_all[goal_all["state"] == "CD19+ B"]
-    g = sub.groupby("perturbed_token")["shift"]
-    row = st[st["state"] == "CD19+ B"].set_index("perturbed_token")
-    tok = g.size().idxmax()
-    assert row.loc[tok, "n_cells"] == g.size()[tok]
-    assert row.loc[tok, "mean"] == pytest.approx(g.mean()[tok])
-    assert row.loc[tok, "std"] == pytest.approx(np.std(g.get_group(tok).to_numpy()))
-    assert ((st["fdr"] >= st["p_value"]) | st["p_value"].isna()).all()
-    # against an explicit null: scipy on the pooled null values
-    null = delete_all[delete_all["rank_index"] % 5 == 0]
-    st2 = perturbation_stats(delete_all, null=null)
-    tok = st2["perturbed_token"].iloc[0]
-    r = stats.mannwhitneyu(delete_all.loc[delete_all["perturbed_token"] == tok, "cos_sim"],
-                           null["cos_sim"], method="asymptotic")
-    assert st2["p_value"].iloc[0] == pytest.approx(r.pvalue)
-    with pytest.raises(CourseInputError, match="no column 'shift'"):
-        perturbation_stats(delete_all, value="shift")
-
-
-def test_random_gene_null(plain_model, dataset, cells, state_embs):
-    a = random_gene_null(plain_model, dataset, n_genes=4, seed=3, cell_states=STATES,
-                         state_embs=state_embs, cells=[0], progress=False)
-    b = random_gene_null(plain_model, dataset, n_genes=4, seed=3, cell_states=STATES,
-                         state_embs=state_embs, cells=[0], progress=False)
-    assert a.attrs["null_genes"] == b.attrs["null_genes"]
-    assert set(a.attrs["null_genes"]) <= set(cells["input_ids"][0])
-    assert len(a) == 4 * 3
-    pd.testing.assert_frame_equal(a, b)
-
-
 def test_context_only_compares_the_same_genes(plain_model, dataset, cells, state_embs):
     """context_only: original and perturbed cell embeddings are means over the same genes."""
-    from course_helpers.perturb import _state_embs_dict
+    from course_helpers.perturb.selection import _state_embs_dict
 
     x = list(cells["input_ids"][0])
     cid = cells["cell_id"][0] if "cell_id" in cells else 0
