@@ -27,8 +27,6 @@ Files
 """
 from __future__ import annotations
 
-# deprecated alias, remove once perturb uses tokenize.TokenizedCells
-from ..tokenize import TokenizedCells as _Cells  # noqa: F401
 from .cells import default_cls, embed_cells
 from .genes import GeneNotInCellsWarning, embed_genes
 from .states import state_embeddings

@@ -77,7 +77,7 @@ def _iter_hidden(facts: ModelFacts, cells: TokenizedCells, indices: np.ndarray, 
                         "len(c['input_ids'])})."
                     )
                 _check_batch(input_ids, lengths_all[batch_idx], facts)
-                h = hidden_states(model, input_ids, mask, layer=facts.emb_layer).float()
+                h = hidden_states(model, input_ids, mask, emb_layer=facts.emb_layer).float()
                 yield batch_idx, input_ids, mask.bool(), h
     finally:
         if was_training:
