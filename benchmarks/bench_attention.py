@@ -96,7 +96,8 @@ def child(args) -> dict:
     after = max(before, mem.base_mb + increase)
     est = estimate_attention_memory(
         args.n, int(max(ds["length"])), model.config.num_hidden_layers,
-        model.config.num_attention_heads, args.batch_size, len(genes), method=args.method,
+        model.config.num_attention_heads, batch_size=args.batch_size, n_genes=len(genes),
+        method=args.method,
         hidden_size=model.config.hidden_size)
     return {"cells": args.n, "seconds": round(seconds, 2),
             "cells_per_s": round(args.n / seconds, 1),

@@ -163,7 +163,7 @@ def embedding_similarity(
     >>> like_tcf21 = sim["ENSG00000118526"].sort_values(ascending=False)  # genes embedded like TCF21
     >>> per_type = embedding_similarity(model, ds, groupby="cell_type", progress=False)  # doctest: +SKIP
     """
-    from ..embed import embed_genes
+    from ..embed import GeneNotInCellsWarning, embed_genes
 
     if int(min_cells) < 1:
         raise CourseInputError(f"min_cells must be at least 1, got {min_cells}.")
@@ -184,7 +184,7 @@ def embedding_similarity(
     import warnings
 
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*occur in no cell.*")
+        warnings.simplefilter("ignore", GeneNotInCellsWarning)
         emb = embed_genes(model, subset, emb_layer, batch_size=batch_size,  # 3rd: the layer
                           genes=genes_list, progress=progress)
     ens = emb.attrs["ensembl_id"]
