@@ -251,6 +251,8 @@ class GeneVocab:
         Returns
         -------
         list of int
+            One token id per gene, in order (repeats kept). :meth:`resolve` also takes token
+            ids, drops repeats and suggests close names for unknown ones.
 
         Raises
         ------
@@ -328,6 +330,7 @@ class GeneVocab:
         Returns
         -------
         list of int
+            Unique token ids, in the given order.
 
         Raises
         ------
