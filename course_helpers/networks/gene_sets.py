@@ -109,10 +109,9 @@ def read_gmt(path) -> dict:
 
     Examples
     --------
-    >>> import tempfile, os
-    >>> p = os.path.join(tempfile.mkdtemp(), "tiny.gmt")
-    >>> with open(p, "w") as fh:
-    ...     _ = fh.write("HALLMARK_X\\tsome description\\tGATA4\\tNPPA\\n")
+    >>> import pathlib, tempfile
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "tiny.gmt"
+    >>> _ = p.write_text("HALLMARK_X\\tsome description\\tGATA4\\tNPPA\\n")
     >>> read_gmt(p)
     {'HALLMARK_X': ['GATA4', 'NPPA']}
     >>> sets = read_gmt("h.all.v2024.1.Hs.symbols.gmt")   # an MSigDB download  # doctest: +SKIP

@@ -49,10 +49,9 @@ def read_mapping(source, kind: str) -> dict:
 
     Examples
     --------
-    >>> import os, tempfile
-    >>> p = os.path.join(tempfile.mkdtemp(), "names.tsv")
-    >>> with open(p, "w") as f:
-    ...     _ = f.write("gene_symbol\tensembl_id\nTP53\tENSG00000141510\n")
+    >>> import pathlib, tempfile
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "names.tsv"
+    >>> _ = p.write_text("gene_symbol\tensembl_id\nTP53\tENSG00000141510\n")
     >>> read_mapping(p, "names")
     {'TP53': 'ENSG00000141510'}
     """
