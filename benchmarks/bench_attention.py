@@ -4,9 +4,10 @@ Run:  .venv/bin/python benchmarks/bench_attention.py [--cells 40 --max-len 512 -
   or: .venv/bin/pytest benchmarks/bench_attention.py -m bench -s
 
 Each configuration runs in a fresh Python process so that its peak resident memory
-(``ru_maxrss``) is its own.  Printed per run: cells, wall time of ``aggregate_attention``,
-peak RSS of the process, the increase of the peak over the state just before the aggregation
-(model loaded, cells built), the accumulator size (``AttentionResult.nbytes``) and
+(``ru_maxrss``) is its own.  Printed per run: cells, wall time of ``aggregate_attention``
+(one run, ``course_helpers.measure.best_of``), peak RSS of the process, the peak increase over
+the resident memory just before the aggregation (``course_helpers.measure.PeakMemory``; model
+loaded, cells built), the accumulator size (``AttentionResult.nbytes``) and
 ``estimate_attention_memory``.  With 4x the cells the time grows ~4x while the memory stays
 flat: cells are streamed, only ``layers x heads x genes^2`` accumulators persist.
 
@@ -24,7 +25,6 @@ import platform
 import resource
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -70,6 +70,7 @@ def child(args) -> dict:
     import torch
 
     from course_helpers.attention import aggregate_attention, estimate_attention_memory
+    from course_helpers.measure import PeakMemory, best_of
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -80,20 +81,27 @@ def child(args) -> dict:
     flat = np.concatenate(ref["input_ids"])
     vals, cnt = np.unique(flat, return_counts=True)
     genes = [int(v) for v in vals[np.argsort(-cnt, kind="stable")][: args.genes]]
-    before = _rss_peak_mb()
-    t0 = time.perf_counter()
-    res = aggregate_attention(model, ds, genes=genes, method=args.method,
-                              batch_size=args.batch_size, progress=False,
-                              max_memory=args.max_memory)
-    seconds = time.perf_counter() - t0
-    after = _rss_peak_mb()
+    before = _rss_peak_mb()  # whole-process peak so far (read before PeakMemory resets it)
+    out = {}
+
+    def call():
+        out["res"] = aggregate_attention(model, ds, genes=genes, method=args.method,
+                                         batch_size=args.batch_size, progress=False,
+                                         max_memory=args.max_memory)
+
+    with PeakMemory() as mem:
+        seconds = best_of(call, repeat=1, warmup=False)
+    res = out["res"]
+    increase = mem.peak_mb
+    after = max(before, mem.base_mb + increase)
     est = estimate_attention_memory(
         args.n, int(max(ds["length"])), model.config.num_hidden_layers,
-        model.config.num_attention_heads, args.batch_size, len(genes), method=args.method,
+        model.config.num_attention_heads, batch_size=args.batch_size, n_genes=len(genes),
+        method=args.method,
         hidden_size=model.config.hidden_size)
     return {"cells": args.n, "seconds": round(seconds, 2),
             "cells_per_s": round(args.n / seconds, 1),
-            "peak_rss_mb": round(after, 1), "peak_increase_mb": round(after - before, 1),
+            "peak_rss_mb": round(after, 1), "peak_increase_mb": round(increase, 1),
             "accumulators_mb": round(res.nbytes / 2**20, 1),
             "estimate_mb": round(est / 2**20, 1), "max_len": int(max(ds["length"])),
             "genes": len(genes), "torch_threads": torch.get_num_threads()}

@@ -25,6 +25,8 @@ import scipy.sparse as sp
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from course_helpers import baselines as B
+from course_helpers.baselines.dependencies import _import_pywgcna
+from course_helpers.baselines.inputs import _log_normalize
 
 
 def make_synthetic(n_cells=2000, n_tfs=20, n_targets=300, n_background=180, seed=0, dispersion=2.0,
@@ -82,7 +84,7 @@ def sklearn_gbm_seconds(adata, tfs, n_targets=20, n_estimators=500, seed=0) -> f
     """Seconds for arboreto-style sklearn GBMs on ``n_targets`` targets, extrapolated to all genes."""
     from sklearn.ensemble import GradientBoostingRegressor
 
-    X = B._log_normalize(adata.X).toarray()
+    X = _log_normalize(adata.X).toarray()
     tf_idx = adata.var_names.get_indexer(tfs)
     rng = np.random.default_rng(seed)
     sample = rng.choice(adata.n_vars, size=min(n_targets, adata.n_vars), replace=False)
@@ -116,7 +118,7 @@ def main(argv=None) -> pd.DataFrame:
 
     # import the optional libraries first so that import time is not charged to the first method
     t0 = time.perf_counter()
-    B._import_pywgcna()
+    _import_pywgcna()
     import decoupler  # noqa: F401
     import rustscenic.grn  # noqa: F401
     print(f"imports (PyWGCNA, decoupler, rustscenic): {time.perf_counter() - t0:.1f} s")

@@ -7,8 +7,9 @@ Run:  .venv/bin/python benchmarks/bench_state_contrast.py [--cells 25 --genes 30
 healthy cardiomyocytes of the teaching tissue (chapter split) with the teaching model, over a
 fixed gene set (the ``--genes`` genes most often detected in cardiomyocytes). Each configuration
 runs in a fresh Python process so that its peak resident memory (``ru_maxrss``) is its own.
-Printed per run: cells per group, wall time, peak RSS, the increase of the peak over the state
-just before the call (model, tissue and tokens loaded) and the accumulators
+Printed per run: cells per group, wall time (``course_helpers.measure.best_of``, one run),
+peak RSS, the peak increase over the resident memory just before the call
+(``course_helpers.measure.PeakMemory``; model, tissue and tokens loaded) and the accumulators
 (``StateContrast.nbytes``). With 4x the cells the time grows ~4x, the memory stays flat.
 """
 from __future__ import annotations
@@ -20,7 +21,6 @@ import platform
 import resource
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -38,6 +38,7 @@ def child(args) -> dict:
 
     import course_helpers as ch
     from course_helpers.attention import state_contrast
+    from course_helpers.measure import PeakMemory, best_of
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -63,14 +64,20 @@ def child(args) -> dict:
     rows = np.concatenate(rows)
     ds = ch.tokenize.tokenize(cm[np.sort(rows)].copy(), model.gene_vocab,
                               cell_attrs=("cell_id", "state"), progress=False)
-    before = _rss_peak_mb()
-    t0 = time.perf_counter()
-    sc = state_contrast(model, ds, "state", ("diseased", "healthy"), genes=genes,
-                        batch_size=args.batch_size, progress=False)
-    seconds = time.perf_counter() - t0
-    after = _rss_peak_mb()
+    before = _rss_peak_mb()  # whole-process peak so far (read before PeakMemory resets it)
+    out = {}
+
+    def call():
+        out["sc"] = state_contrast(model, ds, "state", ("diseased", "healthy"), genes=genes,
+                                   batch_size=args.batch_size, progress=False)
+
+    with PeakMemory() as mem:
+        seconds = best_of(call, repeat=1, warmup=False)
+    sc = out["sc"]
+    increase = mem.peak_mb
+    after = max(before, mem.base_mb + increase)
     return {"cells_per_group": args.n, "seconds": round(seconds, 2),
-            "peak_rss_mb": round(after, 1), "peak_increase_mb": round(after - before, 1),
+            "peak_rss_mb": round(after, 1), "peak_increase_mb": round(increase, 1),
             "accumulators_mb": round(sc.nbytes / 2**20, 2), "genes": len(genes),
             "longest_cell": int(max(ds["length"])),
             "max_len": int(max(ds["length"])), "torch_threads": torch.get_num_threads()}

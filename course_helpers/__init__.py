@@ -16,12 +16,12 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "vocab", "data", "tokenize", "model", "embed", "attention", "perturb", "finetune",
+    "measure", "vocab", "data", "tokenize", "model", "embed", "attention", "perturb", "finetune",
     "networks", "baselines", "plotting", "widgets", "exercises",
 )
 
 __all__ = [  # noqa: RUF022 - submodules first, in layer order
-    "vocab", "data", "tokenize", "model", "embed", "attention", "perturb", "finetune",
+    "measure", "vocab", "data", "tokenize", "model", "embed", "attention", "perturb", "finetune",
     "networks", "baselines", "plotting", "widgets", "exercises",
     "doctor", "setup", "CourseInputError", "__version__",
 ]

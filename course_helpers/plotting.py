@@ -122,6 +122,17 @@ def _ax(ax, figsize=(4.5, 4.0)):
     return ax
 
 
+def _labels(ax, title=None, xlabel=None, ylabel=None):
+    """Axis labels and a small title (the course's figure style); ``None`` leaves one unset."""
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
 def attention_heatmap(
     matrix,
     labels: Sequence[str] | None = None,
@@ -205,10 +216,7 @@ def attention_heatmap(
             rr, cc = np.nonzero(mk)
             ax.scatter(cc, rr, s=10, c="white", edgecolors="black", linewidths=0.4,
                        label="planted edge")
-    ax.set_xlabel("key (gene attended to)")
-    ax.set_ylabel("query (attending gene)")
-    if title:
-        ax.set_title(title, fontsize=10)
+    _labels(ax, title, "key (gene attended to)", "query (attending gene)")
     if colorbar:
         _plain_ticks(ax.figure.colorbar(im, ax=ax, shrink=0.8, label=cbar_label))
     return ax
@@ -277,8 +285,7 @@ def layer_head_grid(
         x0, w = (-0.5, n_cols) if hi is None else (hi - 0.5, 1)
         y0, h = (-0.5, n_rows) if li is None else (li - 0.5, 1)
         ax.add_patch(Rectangle((x0, y0), w, h, fill=False, edgecolor="#00C0FF", linewidth=2.2))
-    if title:
-        ax.set_title(title, fontsize=10)
+    _labels(ax, title)
     cb = ax.figure.colorbar(im, ax=ax, shrink=0.8, label=cbar_label)
     _plain_ticks(cb)
     return ax
@@ -347,11 +354,7 @@ def shift_histogram(
                     label=f"{k} (n={a.size})")
             ax.axvline(float(a.mean()), color=col, linestyle="--", linewidth=1.2)
         ax.legend(fontsize=7, loc="best")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("density")
-    if title:
-        ax.set_title(title, fontsize=10)
-    return ax
+    return _labels(ax, title, xlabel, "density")
 
 
 def top_genes_bar(
@@ -385,10 +388,7 @@ def top_genes_bar(
         ax.barh(y, s.to_numpy(dtype=float), color=colors)
         ax.set_yticks(y, labels=[str(g) for g in s.index], fontsize=8)
         ax.invert_yaxis()
-    ax.set_xlabel(xlabel)
-    if title:
-        ax.set_title(title, fontsize=10)
-    return ax
+    return _labels(ax, title, xlabel)
 
 
 def embedding_map(
@@ -444,11 +444,7 @@ def embedding_map(
             ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
                         arrowprops={"arrowstyle": "->", "color": "#C00000", "lw": 0.7, "alpha": 0.8})
     ax.legend(fontsize=7, loc="best", markerscale=1.5)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title, fontsize=10)
-    return ax
+    return _labels(ax, title, xlabel, ylabel)
 
 
 def synergy_bars(table: pd.DataFrame, *, ax=None, title: str | None = None,
@@ -478,10 +474,7 @@ def synergy_bars(table: pd.DataFrame, *, ax=None, title: str | None = None,
     ax.set_xticks(x, labels=[str(c) for c in table["condition"]], rotation=20, ha="right",
                   fontsize=8)
     ax.axhline(0, color="black", linewidth=0.6)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title, fontsize=10)
-    return ax
+    return _labels(ax, title, ylabel=ylabel)
 
 
 def message_figure(text: str, *, title: str | None = None, figsize=(6.0, 1.6)):
@@ -498,8 +491,7 @@ def message_figure(text: str, *, title: str | None = None, figsize=(6.0, 1.6)):
     wrapped = "\n".join(textwrap.wrap(str(text), 90)) or " "
     ax.text(0.5, 0.5, wrapped, ha="center", va="center", fontsize=10, color="#8A5300",
             transform=ax.transAxes, wrap=True)
-    if title:
-        ax.set_title(title, fontsize=10)
+    _labels(ax, title)
     return fig
 
 

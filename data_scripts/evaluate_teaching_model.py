@@ -218,9 +218,9 @@ def _deletion_shifts(model, cells: list[np.ndarray], token: int, layer: int, bat
         dels = [np.delete(x, p) for x, p in zip(chunk, pos)]
         with torch.inference_mode():
             ids, att = pad_batch(chunk, 0, dev)
-            h0 = hidden_states(model, ids, att, layer=layer).float()
+            h0 = hidden_states(model, ids, att, emb_layer=layer).float()
             ids, att = pad_batch(dels, 0, dev)
-            h1 = hidden_states(model, ids, att, layer=layer).float()
+            h1 = hidden_states(model, ids, att, emb_layer=layer).float()
         for r, (x, p) in enumerate(zip(chunk, pos)):
             n = len(x)
             a = h0[r, :n]
@@ -594,7 +594,7 @@ def attention_check(model, adata, gt, n_cells: int = 200, seed: int = 0,
                 "epr": float(s["epr"])}
 
     M = att.matrix()
-    per_head = [{"layer": int(l), "head": int(h), **score(att.matrix(layer=l, head=h).T)}
+    per_head = [{"layer": int(l), "head": int(h), **score(att.matrix(attn_layer=l, head=h).T)}
                 for l in att.layers for h in att.heads]
     corr = correlation_network(adata, tfs=gt.tfs)
     pred = pd.DataFrame({"source": corr["source_symbol"], "target": corr["target_symbol"],
@@ -1196,7 +1196,7 @@ def main(argv=None):
               flush=True)
 
     print("separability ...", flush=True)
-    emb = embed_cells(model, ds_test, layer=-1, progress=args.progress)
+    emb = embed_cells(model, ds_test, emb_layer=-1, progress=args.progress)
     pcs = pca_lognorm(test, seed=args.seed)
     y = np.asarray(ds_test["cell_type"])
     dct = gt.disease["cell_type"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._utils import renamed_parameters
 from ._common import _as_number, _feedback, _missing
 
 
@@ -35,14 +36,14 @@ def check_fixed_tokenization(answer, reference_adata, vocab) -> bool:
                      "the clean data. Fix both problems: the gene IDs and the values.")
 
 
-def _largest_fitting_batch(budget, n_cells, max_len, layers, heads, n_genes, hidden_size,
+def _largest_fitting_batch(budget, n_cells, max_len, n_layers, heads, n_genes, hidden_size,
                            method, upper=4096) -> int:
     from ..attention import estimate_attention_memory
 
     best = 0
     for b in range(1, upper + 1):
-        est = estimate_attention_memory(n_cells, max_len, layers, heads, b, n_genes,
-                                        method=method, hidden_size=hidden_size)
+        est = estimate_attention_memory(n_cells, max_len, n_layers, heads, batch_size=b,
+                                        n_genes=n_genes, method=method, hidden_size=hidden_size)
         if est <= budget:
             best = b
         else:
@@ -50,7 +51,8 @@ def _largest_fitting_batch(budget, n_cells, max_len, layers, heads, n_genes, hid
     return best
 
 
-def check_attention_batch_size(answer, budget_bytes, *, n_cells, max_len, layers, heads,
+@renamed_parameters(layers="n_layers")
+def check_attention_batch_size(answer, budget_bytes, *, n_cells, max_len, n_layers, heads,
                                n_genes, hidden_size=None, method="weight") -> bool:
     """Check the largest ``batch_size`` whose attention-memory estimate fits ``budget_bytes``.
 
@@ -64,7 +66,7 @@ def check_attention_batch_size(answer, budget_bytes, *, n_cells, max_len, layers
         return False
     if b != answer and not (isinstance(answer, float) and float(answer).is_integer()):
         return _feedback(False, "", "a batch size is a whole number of cells.")
-    best = _largest_fitting_batch(int(budget_bytes), n_cells, max_len, layers, heads, n_genes,
+    best = _largest_fitting_batch(int(budget_bytes), n_cells, max_len, n_layers, heads, n_genes,
                                   hidden_size, method)
     if best == 0:  # pragma: no cover - only for impossible budgets
         return _feedback(b == 0, "not even one cell fits this budget.",

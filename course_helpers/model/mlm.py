@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._utils import CourseInputError
+from .._utils import progress as _progress
+from ..tokenize import TokenizedCells
 from .batching import length_sorted_batches, pad_batch
+from .facts import model_facts
 
 
 def masked_gene_accuracy(model, dataset, n_cells: int | None = 100, mask_prob: float = 0.15, *,
@@ -29,29 +31,28 @@ def masked_gene_accuracy(model, dataset, n_cells: int | None = 100, mask_prob: f
 
     Examples
     --------
-    >>> from course_helpers.data import load_tissue
+    Any tokenized cells do (a dataset, a dict of columns, lists of token ids):
+
     >>> from course_helpers.model import load_model
-    >>> from course_helpers.tokenize import tokenize
     >>> model = load_model("teaching")
-    >>> ds = tokenize(load_tissue("chapter")[:20], model.gene_vocab, progress=False)
-    >>> res = masked_gene_accuracy(model, ds, n_cells=10)
+    >>> cells = [list(range(2, 200))] * 4 + [list(range(300, 500))] * 4
+    >>> res = masked_gene_accuracy(model, {"input_ids": cells}, n_cells=6, seed=1)
     >>> res.index.tolist(), res.columns.tolist()
     (['model', 'position baseline'], ['top1', 'top10', 'n_masked'])
     """
     import pandas as pd
     import torch
 
-    vocab = getattr(model, "gene_vocab", None)
-    mask_id = vocab.mask_token_id if vocab is not None else 1
-    pad_id = model.config.pad_token_id or 0
-    special = [i for i in (vocab.token_to_id.get(t) for t in ("<pad>", "<mask>", "<cls>", "<eos>"))
-               if i is not None] if vocab is not None else [0, 1]
-    n_total = len(dataset)
-    if n_total == 0:
-        raise CourseInputError("The dataset is empty. Fix: tokenize some cells first.")
+    facts = model_facts(model)
+    # without a vocabulary: Geneformer's <pad> = 0 and <mask> = 1
+    mask_id = facts.mask_id if facts.vocab is not None else 1
+    pad_id = facts.pad_id
+    special = facts.special_ids.tolist() if facts.vocab is not None else [0, 1]
+    reader = TokenizedCells(dataset)
+    n_total = reader.n
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(n_total, size=min(n_cells or n_total, n_total), replace=False))
-    cells = [np.asarray(dataset[int(i)]["input_ids"], dtype=np.int64) for i in rows]
+    cells = [reader.ids_of(i) for i in rows]
     masks = []
     for ids in cells:
         n_mask = max(1, round(mask_prob * len(ids)))
@@ -67,9 +68,8 @@ def masked_gene_accuracy(model, dataset, n_cells: int | None = 100, mask_prob: f
         freq[p] = [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
     hits = {"model": [0, 0], "position baseline": [0, 0]}
     n_masked = 0
-    device = next(model.parameters()).device
+    device = facts.device
     order = length_sorted_batches([len(c) for c in cells], batch_size)
-    from .._utils import progress as _progress
 
     with torch.inference_mode():
         for batch in _progress(order, enabled=progress, desc="masked-gene eval"):

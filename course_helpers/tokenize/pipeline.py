@@ -101,18 +101,9 @@ def tokenize(
     import pyarrow as pa
 
     chunk_size = _check_chunk_size(chunk_size)
-    plan = _prepare(
-        adata_or_path,
-        vocab,
-        model_version,
-        cell_attrs,
-        gene_id_col,
-        counts_col,
-        model_input_size,
-        map_symbols,
-        layer,
-        gene_mapping,
-    )
+    plan = _prepare(adata_or_path, vocab, model_version, cell_attrs, gene_id_col=gene_id_col,
+                    counts_col=counts_col, model_input_size=model_input_size,
+                    map_symbols=map_symbols, layer=layer, gene_mapping=gene_mapping)
     try:
         batches = list(_batches(plan, chunk_size, True, progress, counts_col))
     finally:
@@ -220,36 +211,16 @@ def tokenize_to_disk(
     """
     path = _check_target(path, overwrite)
     chunk_size = _check_chunk_size(chunk_size)
+    options = {"gene_id_col": gene_id_col, "counts_col": counts_col,
+               "model_input_size": model_input_size, "map_symbols": map_symbols, "layer": layer,
+               "gene_mapping": gene_mapping}
     if not isinstance(adata_or_path, (str, Path)) and not getattr(adata_or_path, "isbacked", False):
-        ds = tokenize(
-            adata_or_path,
-            vocab,
-            model_version,
-            cell_attrs,
-            gene_id_col=gene_id_col,
-            counts_col=counts_col,
-            model_input_size=model_input_size,
-            chunk_size=chunk_size,
-            map_symbols=map_symbols,
-            progress=progress,
-            layer=layer,
-            gene_mapping=gene_mapping,
-        )
+        ds = tokenize(adata_or_path, vocab, model_version, cell_attrs, chunk_size=chunk_size,
+                      progress=progress, **options)
         save(ds, path, overwrite=overwrite)
         return load(path)
 
-    plan = _prepare(
-        adata_or_path,
-        vocab,
-        model_version,
-        cell_attrs,
-        gene_id_col,
-        counts_col,
-        model_input_size,
-        map_symbols,
-        layer,
-        gene_mapping,
-    )
+    plan = _prepare(adata_or_path, vocab, model_version, cell_attrs, **options)
     tmp = None
     try:
         # pass 1: check every chunk, write nothing

@@ -53,18 +53,8 @@ class _Plan:
         self.cleanup.clear()
 
 
-def _prepare(
-    adata_or_path,
-    vocab,
-    model_version,
-    cell_attrs,
-    gene_id_col,
-    counts_col,
-    model_input_size,
-    map_symbols,
-    layer,
-    gene_mapping="auto",
-) -> _Plan:
+def _prepare(adata_or_path, vocab, model_version, cell_attrs, *, gene_id_col, counts_col,
+             model_input_size, map_symbols, layer, gene_mapping="auto") -> _Plan:
     vocab = _resolve_vocab(vocab)
     mapping, mapping_desc = _resolve_mapping(gene_mapping, vocab)
     mv = str(model_version).upper()

@@ -13,7 +13,14 @@ import numpy as np
 
 from .._utils import CourseInputError
 from .published import _find_in_folder, _load_published, _load_teaching
-from .readers import TSV_COLUMNS, _as_int, _looks_ensembl, _read_rows, _strip_version, read_mapping
+from .readers import (
+    TSV_COLUMNS,
+    _as_int,
+    _looks_ensembl,
+    _strip_version,
+    read_mapping,
+    read_vocab_tsv,
+)
 from .resolve import _resolve_genes, _suggest_genes
 
 
@@ -244,6 +251,8 @@ class GeneVocab:
         Returns
         -------
         list of int
+            One token id per gene, in order (repeats kept). :meth:`resolve` also takes token
+            ids, drops repeats and suggests close names for unknown ones.
 
         Raises
         ------
@@ -321,6 +330,7 @@ class GeneVocab:
         Returns
         -------
         list of int
+            Unique token ids, in the given order.
 
         Raises
         ------
@@ -490,33 +500,7 @@ class GeneVocab:
         ...     "vocab_gc30M.tsv", "gene_name_id_gc30M.tsv")
         """
         path = Path(path)
-        if not path.is_file():
-            raise CourseInputError(f"Vocabulary file not found: {path}. Fix: check the path.")
-        rows = _read_rows(path)
-        if not rows or [h.strip() for h in rows[0][:4]] != list(TSV_COLUMNS):
-            raise CourseInputError(
-                f"{path} does not have the vocabulary TSV header "
-                f"{' | '.join(TSV_COLUMNS)} (found {rows[0] if rows else 'an empty file'}). Fix: "
-                "write it with GeneVocab.to_tsv, or load separate dictionaries with "
-                "GeneVocab.from_files."
-            )
-        tok: dict[str, int] = {}
-        med: dict[str, float] = {}
-        syms: dict[str, str] = {}
-        for n, row in enumerate(rows[1:], start=2):
-            row = row + [""] * (4 - len(row))
-            e, t, m, s = row[:4]
-            tok[e] = _as_int(t, e)
-            if m != "":
-                try:
-                    med[e] = float(m)
-                except ValueError:
-                    raise CourseInputError(
-                        f"{path}, line {n}: gene_median {m!r} is not a number."
-                    ) from None
-            if s:
-                for sym in s.split(","):
-                    syms[sym] = e
+        tok, med, syms = read_vocab_tsv(path)
         if gene_names is not None:
             syms = read_mapping(gene_names, "names")
         mapping = (

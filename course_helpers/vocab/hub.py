@@ -49,10 +49,9 @@ def check_not_lfs_pointer(path, what: str = "file") -> None:
 
     Examples
     --------
-    >>> import tempfile, os
-    >>> p = os.path.join(tempfile.mkdtemp(), "token_dictionary_gc104M.pkl")
-    >>> with open(p, "w") as f:
-    ...     _ = f.write("version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 425590\n")
+    >>> import pathlib, tempfile
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "token_dictionary_gc104M.pkl"
+    >>> _ = p.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 425590\n")
     >>> check_not_lfs_pointer(p)
     Traceback (most recent call last):
     ...

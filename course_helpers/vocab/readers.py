@@ -49,10 +49,9 @@ def read_mapping(source, kind: str) -> dict:
 
     Examples
     --------
-    >>> import os, tempfile
-    >>> p = os.path.join(tempfile.mkdtemp(), "names.tsv")
-    >>> with open(p, "w") as f:
-    ...     _ = f.write("gene_symbol\tensembl_id\nTP53\tENSG00000141510\n")
+    >>> import pathlib, tempfile
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "names.tsv"
+    >>> _ = p.write_text("gene_symbol\tensembl_id\nTP53\tENSG00000141510\n")
     >>> read_mapping(p, "names")
     {'TP53': 'ENSG00000141510'}
     """
@@ -149,3 +148,49 @@ def _looks_ensembl(s: str) -> bool:
 def _strip_version(s: str) -> str:
     m = VERSIONED_ID_RE.match(s)
     return m.group(1) if m else s
+
+
+def read_vocab_tsv(path) -> tuple[dict[str, int], dict[str, float], dict[str, str]]:
+    r"""Read the combined vocabulary TSV into (token ids, medians, symbol -> Ensembl ID).
+
+    The columns are :data:`TSV_COLUMNS`; medians are parsed with ``float()`` (exact round trip).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "vocab.tsv")
+    >>> with open(p, "w") as f:
+    ...     _ = f.write("ensembl_id\ttoken_id\tgene_median\tgene_symbols\n<pad>\t0\t\t\n"
+    ...                 "ENSG00000141510\t1\t2.5\tTP53\n")
+    >>> read_vocab_tsv(p)
+    ({'<pad>': 0, 'ENSG00000141510': 1}, {'ENSG00000141510': 2.5}, {'TP53': 'ENSG00000141510'})
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CourseInputError(f"Vocabulary file not found: {path}. Fix: check the path.")
+    rows = _read_rows(path)
+    if not rows or [h.strip() for h in rows[0][:4]] != list(TSV_COLUMNS):
+        raise CourseInputError(
+            f"{path} does not have the vocabulary TSV header "
+            f"{' | '.join(TSV_COLUMNS)} (found {rows[0] if rows else 'an empty file'}). Fix: "
+            "write it with GeneVocab.to_tsv, or load separate dictionaries with "
+            "GeneVocab.from_files."
+        )
+    tok: dict[str, int] = {}
+    med: dict[str, float] = {}
+    syms: dict[str, str] = {}
+    for n, row in enumerate(rows[1:], start=2):
+        row = row + [""] * (4 - len(row))
+        e, t, m, s = row[:4]
+        tok[e] = _as_int(t, e)
+        if m != "":
+            try:
+                med[e] = float(m)
+            except ValueError:
+                raise CourseInputError(
+                    f"{path}, line {n}: gene_median {m!r} is not a number."
+                ) from None
+        if s:
+            for sym in s.split(","):
+                syms[sym] = e
+    return tok, med, syms

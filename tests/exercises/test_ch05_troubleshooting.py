@@ -60,7 +60,7 @@ def test_fixed_tokenization(small_case, capsys):
 REQ = {
     "n_cells": 10_000,
     "max_len": 2048,
-    "layers": 6,
+    "n_layers": 6,
     "heads": 4,
     "n_genes": 1000,
     "hidden_size": 256,
@@ -126,3 +126,10 @@ def test_partial_correlation():
     assert ex.check_partial_correlation(raw, x, y, z) is False
     assert ex.check_partial_correlation(0.0, x, y, z) is False
     assert ex.check_partial_correlation("r", x, y, z) is False
+
+
+def test_attention_batch_size_accepts_the_old_layers_keyword():
+    old = {("layers" if k == "n_layers" else k): v for k, v in REQ.items()}
+    best = _best(2 * 2**30)
+    with pytest.warns(FutureWarning, match=r"check_attention_batch_size\(layers=\.\.\.\) is now"):
+        assert ex.check_attention_batch_size(best, 2 * 2**30, **old) is True

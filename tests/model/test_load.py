@@ -115,6 +115,18 @@ def test_hub_name_uses_pinned_download_and_hub_layout(hub_root, monkeypatch):
     assert calls[-1][1] == "main"
 
 
+def test_replacing_vocab_hub_download_reaches_load_model(hub_root, monkeypatch):
+    """Chapter 5 stands in for the network with mock.patch("course_helpers.vocab.hub_download")."""
+    from unittest import mock
+
+    monkeypatch.delenv("GENEFORMER_V1_DIR", raising=False)
+    with mock.patch("course_helpers.vocab.hub_download", return_value=hub_root) as fake:
+        m = load_model("geneformer-v1", device="cpu")
+    assert fake.call_count == 1
+    assert "Geneformer-V1-10M/config.json" in fake.call_args.args[0]
+    assert m.model_version == "V1" and len(m.gene_vocab) == 25426
+
+
 def test_local_copy_of_hub_layout(hub_root):
     # the model folder of a cloned repo: dictionaries are found beside it
     m = load_model(hub_root / "Geneformer-V1-10M", device="cpu")

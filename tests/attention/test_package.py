@@ -183,7 +183,8 @@ def test_gene_names_with_vocab(model, ds):
         pad_token_id=0, mask_token_id=1, cls_token_id=None, eos_token_id=None,
         token_to_id={"<pad>": 0, "<mask>": 1}, id_to_token={i: f"E{i}" for i in range(VOCAB)},
         symbols=lambda ids: [names[int(i)] for i in ids],
-        tokens=lambda gs: [int(g[1:]) for g in gs])
+        tokens=lambda gs: [int(g[1:]) for g in gs],
+        resolve=lambda gs, argname="genes": [int(g[1:]) for g in gs])
     res = aggregate_attention(m, ds, genes=["G5", "G7", "G9"], progress=False)
     assert res.genes == ["G5", "G7", "G9"] and list(res.tokens) == [5, 7, 9]
     assert list(res.matrix().columns) == ["G5", "G7", "G9"]
