@@ -155,7 +155,7 @@ def _state_matrix(
             dataset,
             key,
             states=names,
-            layer=info.emb_layer,
+            emb_layer=info.emb_layer,
             batch_size=batch_size,
             progress=progress,
             cls=bool(cls),
