@@ -226,6 +226,6 @@ def test_contributing_maps_every_file():
     assert not missing, f"CONTRIBUTING.md's map does not mention {missing}"
     import re
 
-    mapped = set(re.findall(r"^([a-z_]+/[a-z_0-9]+\.py|[a-z_]+\.py) ", text, flags=re.M))
+    mapped = set(re.findall(r"^([a-z_]+/[a-z_0-9]+\.py|[a-z_]+\.py) ", text, flags=re.MULTILINE))
     stale = sorted(m for m in mapped if not (PKG / m).is_file())
     assert not stale, f"CONTRIBUTING.md maps files that do not exist: {stale}"
