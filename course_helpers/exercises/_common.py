@@ -48,3 +48,18 @@ def _as_number(answer: Any, kind: type, bad: str):
     except (TypeError, ValueError):
         _feedback(False, "", bad)
         return None
+
+
+def _expected(answer: Any, what: str, reference: Callable, args: tuple, unusable: str):
+    """``(True, expected)`` to go on checking, or ``(False, None)`` after printing feedback.
+
+    Feedback is printed when ``answer`` is still a placeholder (``what`` says what to write) or
+    when ``reference(*args)`` fails (``unusable`` says what to pass instead).
+    """
+    if _missing(answer, what):
+        return False, None
+    expected, err = _safe_call(reference, *args)
+    if err:
+        _feedback(False, "", f"could not recompute {unusable.format(err=err)}")
+        return False, None
+    return True, expected

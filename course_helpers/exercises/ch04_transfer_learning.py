@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from ._common import _as_number, _feedback, _missing, _safe_call
+from ._common import _as_number, _expected, _feedback
 
 
 # --------------------------------------------------------------------------------------------
@@ -33,12 +33,11 @@ def check_donor_accuracy(answer, predictions: pd.DataFrame, group_key: str = "do
     Correct! Held-out accuracy per donor: A 0.500, B 1.000.
     True
     """
-    if _missing(answer, "a dict (or Series) donor -> accuracy, e.g. {'H3': 0.9, 'F3': 0.8}."):
+    go, expected = _expected(answer, "a dict (or Series) donor -> accuracy, e.g. {'H3': 0.9, "
+                             "'F3': 0.8}.", reference_donor_accuracy, (predictions, group_key),
+                             "the accuracies ({err}); pass the classifier's .predictions table.")
+    if not go:
         return False
-    expected, err = _safe_call(reference_donor_accuracy, predictions, group_key)
-    if err:
-        return _feedback(False, "", f"could not recompute the accuracies ({err}); pass the "
-                         "classifier's .predictions table.")
     if isinstance(answer, pd.DataFrame) and answer.shape[1] == 1:
         answer = answer.iloc[:, 0]
     if not isinstance(answer, (Mapping, pd.Series)):
@@ -79,12 +78,12 @@ def reference_trainable_parameters(model, freeze_layers: int, num_labels: int = 
 
 def check_trainable_parameters(answer, model, freeze_layers: int, num_labels: int = 2) -> bool:
     """Check the number of parameters still trained when ``freeze_layers`` layers are frozen."""
-    if _missing(answer, "an integer: how many parameters are still trained."):
+    go, expected = _expected(answer, "an integer: how many parameters are still trained.",
+                             reference_trainable_parameters, (model, freeze_layers, num_labels),
+                             "the count ({err}); pass the pretrained model and the number of "
+                             "frozen layers.")
+    if not go:
         return False
-    expected, err = _safe_call(reference_trainable_parameters, model, freeze_layers, num_labels)
-    if err:
-        return _feedback(False, "", f"could not recompute the count ({err}); pass the pretrained "
-                         "model and the number of frozen layers.")
     got = _as_number(answer, int, "the answer should be one integer (a parameter count).")
     if got is None:
         return False
@@ -120,12 +119,12 @@ def reference_pooled_auc(predictions: pd.DataFrame, positive: str) -> float:
 
 def check_pooled_auc(answer, predictions: pd.DataFrame, positive: str) -> bool:
     """Check the ROC AUC of the held-out genes pooled over the folds."""
-    if _missing(answer, "a number between 0 and 1 (the pooled ROC AUC)."):
+    go, expected = _expected(answer, "a number between 0 and 1 (the pooled ROC AUC).",
+                             reference_pooled_auc, (predictions, positive),
+                             "the AUC ({err}); pass the gene classifier's .predictions and the "
+                             "positive class.")
+    if not go:
         return False
-    expected, err = _safe_call(reference_pooled_auc, predictions, positive)
-    if err:
-        return _feedback(False, "", f"could not recompute the AUC ({err}); pass the gene "
-                         "classifier's .predictions and the positive class.")
     got = _as_number(answer, float, "the answer should be one number.")
     if got is None:
         return False

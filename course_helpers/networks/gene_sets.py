@@ -109,9 +109,8 @@ def read_gmt(path) -> dict:
 
     Examples
     --------
-    >>> import pathlib, tempfile
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "tiny.gmt"
-    >>> _ = p.write_text("HALLMARK_X\\tsome description\\tGATA4\\tNPPA\\n")
+    >>> import tempfile
+    >>> p = write_gmt({"HALLMARK_X": ["GATA4", "NPPA"]}, tempfile.mkdtemp() + "/tiny.gmt")
     >>> read_gmt(p)
     {'HALLMARK_X': ['GATA4', 'NPPA']}
     >>> sets = read_gmt("h.all.v2024.1.Hs.symbols.gmt")   # an MSigDB download  # doctest: +SKIP

@@ -181,21 +181,14 @@ def graph_from_edges(edge_df: pd.DataFrame, source: str = "source", target: str 
     return G
 
 
-def graph_from_matrix(
-    scores: pd.DataFrame,
-    top_k: int | None = None,
-    top_fraction: float | None = None,
-    threshold: float | None = None,
-    *,
-    keep_isolated: bool = False,
-    **edge_options,
-):
+def graph_from_matrix(scores: pd.DataFrame, *, keep_isolated: bool = False, **edge_options):
     """Graph of the strongest entries of a gene x gene score matrix.
 
     Same selection rules as :func:`edges_from_matrix`; each edge gets ``weight`` = score.
     ``keep_isolated=True`` adds every gene of the matrix as a node, even without edges.
-    ``edge_options`` are the other keywords of :func:`edges_from_matrix` (``directed=True``,
-    ``sources``, ``self_loops``, ``absolute``); ``directed`` also decides the graph type.
+    ``edge_options`` are the keywords of :func:`edges_from_matrix` (``top_k``, ``top_fraction``,
+    ``threshold``, ``directed=True``, ``sources``, ``self_loops``, ``absolute``); ``directed``
+    also decides the graph type.
 
     Examples
     --------
@@ -204,8 +197,7 @@ def graph_from_matrix(
     >>> list(G.edges(data="weight"))
     [('a', 'b', 0.9)]
     """
-    edges = edges_from_matrix(scores, top_k=top_k, top_fraction=top_fraction,
-                              threshold=threshold, **edge_options)
+    edges = edges_from_matrix(scores, **edge_options)
     G = graph_from_edges(edges, weight="score", directed=edge_options.get("directed", True))
     if keep_isolated:
         scores = _check_matrix(scores)
