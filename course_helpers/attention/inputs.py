@@ -8,6 +8,7 @@ import numpy as np
 from .._utils import CourseInputError
 from ..model import model_facts
 from ..tokenize import TokenizedCells
+from ..vocab import GENE_GROUPS
 
 _DEFAULT_MAX_GENES = 1000
 
@@ -63,18 +64,16 @@ def _select_cells(cells: TokenizedCells, max_cells, seed) -> np.ndarray:
 
 
 def _resolve_tokens(model, genes, what="genes") -> np.ndarray:
-    """Token ids of genes (``GeneVocab.resolve`` rules, via ``model_facts``), or of the
-    ``"mito"`` (``MT-``) / ``"ribo"`` (``RPL``/``RPS``) groups of the model's vocabulary."""
-    if isinstance(genes, str) and genes in ("mito", "ribo"):
+    """Token ids of genes (``GeneVocab.resolve`` rules, via ``model_facts``), or of a named group
+    of the model's vocabulary (``"mito"``, ``"ribo"``: ``GeneVocab.group``)."""
+    if isinstance(genes, str) and genes in GENE_GROUPS:
         vocab = model_facts(model).vocab
         if vocab is None:
             raise CourseInputError(
                 f"{what}={genes!r} needs the model's gene vocabulary (model.gene_vocab). Fix: load "
                 "the model with load_model(...) or pass token ids."
             )
-        prefixes = ("MT-",) if genes == "mito" else ("RPL", "RPS")
-        ids = sorted(int(i) for i, s in zip(vocab.id_to_token, vocab.symbols(list(vocab.id_to_token)))
-                     if isinstance(s, str) and s.upper().startswith(prefixes))
+        ids = vocab.group(genes)
         if not ids:
             raise CourseInputError(f"No {genes} genes in the model's vocabulary.")
         return np.asarray(ids, dtype=np.int64)

@@ -14,7 +14,7 @@ numbers and strings (a pickle can otherwise run arbitrary code when it is loaded
 Files
 -----
 - ``gene_vocab.py``: the GeneVocab class (dictionaries, look-ups, TSV writer, constructors)
-- ``resolve.py``: close_matches (the one fuzzy rule) and the bodies of GeneVocab.resolve/suggest
+- ``resolve.py``: close_matches (the one fuzzy rule), GENE_GROUPS, the bodies of GeneVocab.resolve/suggest/group
 - ``readers.py``: readers of TSV/CSV/JSON/PKL dictionary files, Ensembl ID patterns
 - ``pickles.py``: safe_load_pickle, the restricted unpickler
 - ``published.py``: where the V1/V2 dictionaries (folder, env variable, Hub) and teaching vocab are
@@ -49,13 +49,14 @@ from .published import V2_PKL_FILES as V2_PKL_FILES
 from .readers import ENSEMBL_ID_RE, VERSIONED_ID_RE, read_mapping
 from .readers import SPECIAL_TOKENS as SPECIAL_TOKENS
 from .readers import TSV_COLUMNS as TSV_COLUMNS
+from .resolve import GENE_GROUPS, close_matches
 from .resolve import SUGGEST_CUTOFF as SUGGEST_CUTOFF
-from .resolve import close_matches
 
 __all__ = [
     "ENSEMBL_ID_RE",
     "GENEFORMER_REPO",
     "GENEFORMER_REVISION",
+    "GENE_GROUPS",
     "HUB_DICTIONARIES",
     "V1_HUB_FILES",
     "V2_HUB_FILES",

@@ -21,7 +21,7 @@ from .readers import (
     read_mapping,
     read_vocab_tsv,
 )
-from .resolve import _resolve_genes, _suggest_genes
+from .resolve import _group_tokens, _resolve_genes, _suggest_genes
 
 
 def _special_token_id(token: str) -> property:
@@ -310,6 +310,25 @@ class GeneVocab:
         ['GATA3', 'GATA4', 'SPATA13', 'GGA3']
         """
         return _suggest_genes(self, name, n)
+
+    def group(self, name: str) -> list[int]:
+        """Token ids of a named gene group: ``"mito"`` (``MT-`` genes) or ``"ribo"`` (``RPL``/``RPS``).
+
+        The groups are :data:`course_helpers.vocab.GENE_GROUPS` (symbol prefixes); the result is
+        sorted and may be empty when the vocabulary has none of them.
+
+        Examples
+        --------
+        >>> vocab = GeneVocab.teaching()
+        >>> mito = vocab.group("mito")
+        >>> len(mito) > 0, all(s.startswith("MT-") for s in vocab.symbols(mito))
+        (True, True)
+        >>> vocab.group("mitochondria")
+        Traceback (most recent call last):
+        ...
+        course_helpers._utils.CourseInputError: Unknown gene group 'mitochondria'. Fix: use one of ['mito', 'ribo'], or list the genes.
+        """
+        return _group_tokens(self, name)
 
     def resolve(self, genes, *, argname: str = "genes") -> list[int]:
         """Token ids of genes given as symbols, Ensembl IDs or token ids (the one gene lookup).

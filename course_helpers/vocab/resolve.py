@@ -14,6 +14,10 @@ from .readers import _looks_ensembl, _strip_version
 #: Smallest :func:`difflib.SequenceMatcher` ratio (on upper-cased names) of a suggestion.
 SUGGEST_CUTOFF = 0.6
 
+#: Named gene groups, by symbol prefix (upper case): mitochondrially encoded genes and ribosomal
+#: proteins, the usual quality-control and attention-sink groups.
+GENE_GROUPS = {"mito": ("MT-",), "ribo": ("RPL", "RPS")}
+
 
 def close_matches(word, choices, n: int = 4) -> list[str]:
     """Names from ``choices`` that ``word`` probably meant, best first (at most ``n``).
@@ -154,3 +158,15 @@ def _resolve_genes(vocab, genes, *, argname: str = "genes") -> list[int]:
             "ids from model.gene_vocab."
         )
     return list(dict.fromkeys(tokens))
+
+
+def _group_tokens(vocab, name: str) -> list[int]:
+    """Body of :meth:`GeneVocab.group`."""
+    if name not in GENE_GROUPS:
+        raise CourseInputError(
+            f"Unknown gene group {name!r}. Fix: use one of {sorted(GENE_GROUPS)}, or list the "
+            "genes."
+        )
+    ids = list(vocab.id_to_token)
+    return sorted(int(i) for i, s in zip(ids, vocab.symbols(ids))
+                  if isinstance(s, str) and s.upper().startswith(GENE_GROUPS[name]))

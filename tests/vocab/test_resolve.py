@@ -100,3 +100,16 @@ def test_close_matches_rule():
     assert close_matches("zz", choices) == []
     assert close_matches("fib", choices, n=0) == []
     assert close_matches("", choices) == []
+
+
+def test_gene_groups_by_symbol_prefix():
+    from course_helpers.vocab import GENE_GROUPS, GeneVocab
+
+    vocab = GeneVocab.teaching()
+    for name, prefixes in GENE_GROUPS.items():
+        ids = vocab.group(name)
+        expected = sorted(i for i, s in zip(vocab.id_to_token, vocab.symbols(list(vocab.id_to_token)))
+                          if isinstance(s, str) and s.upper().startswith(prefixes))
+        assert ids == expected and len(ids) > 0, name
+    with pytest.raises(CourseInputError, match=r"Unknown gene group 'MT'.*\['mito', 'ribo'\]"):
+        vocab.group("MT")
