@@ -61,8 +61,12 @@ def save_classifier(model, path, *, overwrite: bool = False, extra: Mapping | No
     >>> path = save_classifier(clf, os.path.join(tempfile.mkdtemp(), "my_classifier"))
     >>> sorted(p.name for p in path.iterdir())
     ['config.json', 'model.safetensors', 'vocab.tsv']
-    >>> save_classifier(result.model, "my_classifier")     # a trained one  # doctest: +SKIP
-    PosixPath('my_classifier')
+
+    A trained classifier (``result.model`` from :func:`cell_classifier`) is saved the same way;
+    ``overwrite=True`` replaces an earlier save:
+
+    >>> save_classifier(clf, path, overwrite=True) == path
+    True
     """
     _encoder_owner(model)
     vocab = _vocab_of(model)

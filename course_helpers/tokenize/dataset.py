@@ -58,10 +58,15 @@ def tokenization_info(dataset) -> dict:
     >>> info["vocab"], info["model_version"], info["gene_id_mapping"], info["n_input_genes_used"]
     ('teaching', 'V1', None, 2000)
 
-    With the published V1 dictionaries, ``gene_id_mapping`` names the mapping dictionary:
+    With a mapping dictionary, ``gene_id_mapping`` names it (with the published V1 dictionaries
+    it reads ``'geneformer-v1 Ensembl ID mapping dictionary'``):
 
-    >>> tokenization_info(ds_v1)["gene_id_mapping"]  # doctest: +SKIP
-    'geneformer-v1 Ensembl ID mapping dictionary'
+    >>> cells = load_tissue("chapter")[:20]
+    >>> ds = tokenize(cells, GeneVocab.teaching(), progress=False,
+    ...               gene_mapping={g: g for g in cells.var_names})
+    >>> info = tokenization_info(ds)
+    >>> info["gene_id_mapping"], info["n_input_genes_used"]
+    ('the dict passed as gene_mapping', 2000)
     """
     import json
 

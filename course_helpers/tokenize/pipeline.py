@@ -207,7 +207,12 @@ def tokenize_to_disk(
 
     For a large ``.h5ad`` file pass its path: it is read in backed mode, chunk by chunk.
 
-    >>> ds = tokenize_to_disk("pbmc.h5ad", "tokenized/pbmc", GeneVocab.teaching())  # doctest: +SKIP
+    >>> h5ad = os.path.join(tempfile.mkdtemp(), "cells.h5ad")
+    >>> load_tissue("chapter")[:20].write_h5ad(h5ad)
+    >>> ds = tokenize_to_disk(h5ad, os.path.join(tempfile.mkdtemp(), "tokenized"),
+    ...                       GeneVocab.teaching(), chunk_size=8, progress=False)
+    >>> ds.num_rows, ds.column_names
+    (20, [...'input_ids'...])
     """
     path = _check_target(path, overwrite)
     chunk_size = _check_chunk_size(chunk_size)

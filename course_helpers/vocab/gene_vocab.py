@@ -515,8 +515,15 @@ class GeneVocab:
         >>> vocab = GeneVocab.from_tsv(path)
         >>> vocab.name, len(vocab), vocab.symbols([439])
         ('vocab', 2002, ['VWF'])
-        >>> vocab = GeneVocab.from_tsv(  # doctest: +SKIP
-        ...     "vocab_gc30M.tsv", "gene_name_id_gc30M.tsv")
+
+        With a separate gene-name dictionary (for the published vocabulary that is
+        ``GeneVocab.from_tsv("vocab_gc30M.tsv", "gene_name_id_gc30M.tsv")``), symbols come from
+        it; IDs it does not name show as themselves:
+
+        >>> names = os.path.join(os.path.dirname(path), "names.tsv")
+        >>> _ = open(names, "w").write("gene_symbol\\tensembl_id\\nVWF\\tENSG00000110799\\n")
+        >>> GeneVocab.from_tsv(path, names).symbols([439, 5])
+        ['VWF', 'ENSG00000002586']
         """
         path = Path(path)
         tok, med, syms = read_vocab_tsv(path)
