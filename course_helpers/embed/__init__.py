@@ -21,17 +21,19 @@ Files
 ``cells.py``
     :func:`embed_cells`, :func:`default_cls` and the ``<cls>`` / mean pooling.
 ``genes.py``
-    :func:`embed_genes` and :class:`GeneNotInCellsWarning` (requested genes in no cell).
+    :func:`embed_genes`, its result type :class:`GeneEmbeddings` (``.n_cells``, ``.ensembl_id``,
+    ``.emb_layer``) and :class:`GeneNotInCellsWarning` (requested genes in no cell).
 ``states.py``
     :func:`state_embeddings`.
 """
 from __future__ import annotations
 
 from .cells import default_cls, embed_cells
-from .genes import GeneNotInCellsWarning, embed_genes
+from .genes import GeneEmbeddings, GeneNotInCellsWarning, embed_genes
 from .states import state_embeddings
 
 __all__ = [
+    "GeneEmbeddings",
     "GeneNotInCellsWarning",
     "default_cls",
     "embed_cells",

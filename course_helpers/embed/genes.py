@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,43 @@ class GeneNotInCellsWarning(CourseWarning):
     ...     warnings.simplefilter("ignore", GeneNotInCellsWarning)  # by class, not by text
     ...     warnings.warn("2 requested gene(s) occur in no cell", GeneNotInCellsWarning)
     """
+
+
+class GeneEmbeddings(pd.DataFrame):
+    """Genes x hidden mean embeddings from :func:`embed_genes`, with their side data.
+
+    A plain DataFrame (index ``"gene"``, columns ``0 .. hidden_size - 1``) plus three attributes,
+    kept as pandas ``_metadata`` (carried along by filtering and copying) rather than in
+    ``DataFrame.attrs``, where a Series breaks ``pd.concat``, ``.nlargest`` and friends:
+
+    * ``n_cells`` - Series, the number of cells each gene was averaged over;
+    * ``ensembl_id`` - Series, each gene's Ensembl ID;
+    * ``emb_layer`` - the hidden-state layer the embeddings come from.
+
+    They describe the genes the table was built with; after ``pd.concat`` they are ``None``.
+
+    Examples
+    --------
+    >>> import course_helpers as ch
+    >>> model = ch.model.load_model("teaching")
+    >>> ds = ch.tokenize.tokenize(ch.data.load_tissue()[:8], model.gene_vocab, progress=False)
+    >>> gene_emb = embed_genes(model, ds, genes=["GATA4", "TBX5"], progress=False)
+    >>> type(gene_emb).__name__, gene_emb.emb_layer
+    ('GeneEmbeddings', -1)
+    >>> gene_emb.ensembl_id.to_dict()
+    {'GATA4': 'ENSG00000136574', 'TBX5': 'ENSG00000089225'}
+    >>> gene_emb.loc["GATA4"].nlargest(1).size                      # an ordinary DataFrame
+    1
+    """
+
+    _metadata: ClassVar[list[str]] = ["n_cells", "ensembl_id", "emb_layer"]
+    n_cells = None
+    ensembl_id = None
+    emb_layer = None
+
+    @property
+    def _constructor(self):
+        return GeneEmbeddings
 
 
 @renamed_parameters(layer="emb_layer")
@@ -59,11 +97,12 @@ def embed_genes(
 
     Returns
     -------
-    pandas.DataFrame
-        Index: gene symbol (Ensembl ID where a gene has no symbol, or if symbols repeat), named
-        ``"gene"``; columns ``0 .. hidden_size - 1``; float32. ``df.attrs["n_cells"]`` is a Series
-        with the number of cells each gene was averaged over and ``df.attrs["ensembl_id"]`` the
-        genes' Ensembl IDs. With ``return_counts=True`` the result is ``(df, n_cells)``.
+    GeneEmbeddings
+        A DataFrame. Index: gene symbol (Ensembl ID where a gene has no symbol, or if symbols
+        repeat), named ``"gene"``; columns ``0 .. hidden_size - 1``; float32. ``df.n_cells`` is a
+        Series with the number of cells each gene was averaged over, ``df.ensembl_id`` the
+        genes' Ensembl IDs and ``df.emb_layer`` the layer. With ``return_counts=True`` the result
+        is ``(df, n_cells)``.
 
     Examples
     --------
@@ -73,7 +112,7 @@ def embed_genes(
     >>> gene_emb = embed_genes(model, ds, genes=["GATA4", "TBX5"], progress=False)
     >>> gene_emb.shape
     (2, 128)
-    >>> gene_emb.attrs["n_cells"].to_dict()                 # cells each gene was averaged over
+    >>> gene_emb.n_cells.to_dict()                          # cells each gene was averaged over
     {'GATA4': 3, 'TBX5': 2}
     """
     import torch
@@ -121,11 +160,11 @@ def embed_genes(
     if len(set(labels)) != len(labels):
         labels = ensembl
     index = pd.Index(labels, name="gene")
-    df = pd.DataFrame(means, index=index, columns=pd.RangeIndex(hidden))
+    df = GeneEmbeddings(means, index=index, columns=pd.RangeIndex(hidden))
     n_cells = pd.Series(n.astype(np.int64), index=index, name="n_cells")
-    df.attrs["n_cells"] = n_cells
-    df.attrs["ensembl_id"] = pd.Series(ensembl, index=index, name="ensembl_id")
-    df.attrs["layer"] = int(emb_layer)
+    df.n_cells = n_cells
+    df.ensembl_id = pd.Series(ensembl, index=index, name="ensembl_id")
+    df.emb_layer = int(emb_layer)
     if return_counts:
         return df, n_cells
     return df

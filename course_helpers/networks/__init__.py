@@ -35,6 +35,7 @@ graph.py              edges_from_matrix, graph_from_edges, graph_from_matrix; ce
 export.py             export_network, read_network (GraphML, Cytoscape JSON, CSV/TSV)
 scoring.py            score_edges, pr_curve, score_by_context, module_agreement (against ground truth)
 embedding_network.py  cosine_similarity, embedding_similarity, pool_similarities, embedding_network
+                      (their results: GeneSimilarity, EmbeddingNetwork)
 gene_sets.py          tissue_gene_sets, read_gmt, write_gmt
 enrichment.py         enrich (ORA / preranked GSEA with gseapy), enrich_modules
 ====================  ============================================================================
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 from .embedding_network import (
     EmbeddingNetwork,
+    GeneSimilarity,
     cosine_similarity,
     embedding_network,
     embedding_similarity,
@@ -56,6 +58,7 @@ from .scoring import module_agreement, pr_curve, score_by_context, score_edges
 
 __all__ = [
     "EmbeddingNetwork",
+    "GeneSimilarity",
     "centrality",
     "communities",
     "cosine_similarity",

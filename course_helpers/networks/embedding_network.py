@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -92,6 +93,46 @@ def cosine_similarity(embeddings: pd.DataFrame, *, center: bool = False) -> pd.D
     return pd.DataFrame(S, index=E.index.copy(), columns=E.index.copy())
 
 
+class GeneSimilarity(pd.DataFrame):
+    """Gene x gene cosine similarity from :func:`embedding_similarity`, with its side data.
+
+    A plain DataFrame (index and columns: Ensembl IDs, named ``"gene"``) plus four attributes,
+    kept as pandas ``_metadata`` (carried along by filtering and copying) rather than in
+    ``DataFrame.attrs``, where a Series breaks ``pd.concat``, ``.nlargest`` and friends:
+
+    * ``n_cells`` - Series, cells each gene was averaged over;
+    * ``symbol`` - Series, Ensembl ID -> gene symbol;
+    * ``embeddings`` - DataFrame, the mean gene embeddings (genes x hidden, same order);
+    * ``params`` - dict, how the matrix was computed (``emb_layer``, ``center``, ``min_cells``,
+      ``cells_used``; ``group`` per group, ``pooled_groups`` when pooled).
+
+    They describe the genes the matrix was built with; after ``pd.concat`` they are ``None``.
+
+    Examples
+    --------
+    >>> import course_helpers as ch
+    >>> model = ch.model.load_model("teaching")
+    >>> ds = ch.tokenize.tokenize(ch.data.load_tissue()[:20], model.gene_vocab, progress=False)
+    >>> sim = embedding_similarity(model, ds, genes=["GATA4", "TBX5", "NPPA"], progress=False)
+    >>> type(sim).__name__, sim.symbol.tolist(), sim.embeddings.shape
+    ('GeneSimilarity', ['GATA4', 'TBX5', 'NPPA'], (3, 128))
+    >>> sim.params["cells_used"], sim.attrs
+    (20, {})
+    >>> sim.loc["ENSG00000136574"].nlargest(2).size                 # an ordinary DataFrame
+    2
+    """
+
+    _metadata: ClassVar[list[str]] = ["n_cells", "symbol", "embeddings", "params"]
+    n_cells = None
+    symbol = None
+    embeddings = None
+    params = None
+
+    @property
+    def _constructor(self):
+        return GeneSimilarity
+
+
 def embedding_similarity(
     model,
     dataset,
@@ -141,11 +182,12 @@ def embedding_similarity(
 
     Returns
     -------
-    pandas.DataFrame or dict
-        Genes x genes, indexed by **Ensembl ID** (index and columns), symmetric, 1 on the
-        diagonal.  ``attrs``: ``n_cells`` (Series, cells each gene was averaged over),
+    GeneSimilarity or dict
+        A DataFrame: genes x genes, indexed by **Ensembl ID** (index and columns), symmetric, 1
+        on the diagonal.  Attributes: ``n_cells`` (Series, cells each gene was averaged over),
         ``symbol`` (Series Ensembl ID -> symbol), ``embeddings`` (the mean gene embeddings, genes x
-        hidden, same order) and ``params``.  With ``groupby``: ``{group: DataFrame}``.
+        hidden, same order) and ``params`` (see :class:`GeneSimilarity`).  With ``groupby``:
+        ``{group: GeneSimilarity}``.
 
     Examples
     --------
@@ -158,7 +200,7 @@ def embedding_similarity(
     ...                            min_cells=3, progress=False)
     >>> sim.shape[0] == sim.shape[1], bool(np.allclose(np.diag(sim), 1))
     (True, True)
-    >>> sim.attrs["symbol"]["ENSG00000118526"]
+    >>> sim.symbol["ENSG00000118526"]
     'TCF21'
     >>> like_tcf21 = sim["ENSG00000118526"].sort_values(ascending=False)  # genes embedded like TCF21
     >>> per_type = embedding_similarity(model, ds, groupby="cell_type", progress=False)  # doctest: +SKIP
@@ -177,7 +219,7 @@ def embedding_similarity(
                 model, dataset, cells=idx[labels == g], emb_layer=emb_layer, groupby=None,
                 genes=genes, min_cells=min_cells, center=center, batch_size=batch_size,
                 progress=progress)
-            out[g].attrs["params"]["group"] = {groupby: g}
+            out[g].params["group"] = {groupby: g}
         return out
     subset = dataset if len(idx) == len(reader) else reader.subset(idx)
     genes_list = None if genes is None else ([genes] if isinstance(genes, str) else list(genes))
@@ -187,10 +229,9 @@ def embedding_similarity(
         warnings.simplefilter("ignore", GeneNotInCellsWarning)
         emb = embed_genes(model, subset, emb_layer, batch_size=batch_size,  # 3rd: the layer
                           genes=genes_list, progress=progress)
-    ens = emb.attrs["ensembl_id"]
-    n_cells = emb.attrs["n_cells"]
+    ens, n_cells = emb.ensembl_id, emb.n_cells
     symbols = pd.Series(list(emb.index), index=ens.to_numpy(), name="symbol")
-    emb = emb.copy()
+    emb = pd.DataFrame(emb, copy=True)  # the plain table: its gene labels change below
     emb.index = pd.Index(ens.to_numpy(), name="gene")
     n = pd.Series(n_cells.to_numpy(), index=emb.index, name="n_cells")
     keep = (n >= int(min_cells)).to_numpy() & ~emb.isna().any(axis=1).to_numpy()
@@ -200,13 +241,13 @@ def embedding_similarity(
             "chosen cells. Fix: choose more cells, lower min_cells, or check genes=."
         )
     emb, n = emb[keep], n[keep]
-    sim = cosine_similarity(emb, center=center)
+    sim = GeneSimilarity(cosine_similarity(emb, center=center))
     sim.index.name = sim.columns.name = "gene"
-    sim.attrs["n_cells"] = n
-    sim.attrs["symbol"] = symbols[keep]
-    sim.attrs["embeddings"] = emb
-    sim.attrs["params"] = {"emb_layer": int(emb_layer), "center": bool(center),
-                           "min_cells": int(min_cells), "cells_used": len(idx)}
+    sim.n_cells = n
+    sim.symbol = symbols[keep]
+    sim.embeddings = emb
+    sim.params = {"emb_layer": int(emb_layer), "center": bool(center),
+                  "min_cells": int(min_cells), "cells_used": len(idx)}
     return sim
 
 
@@ -221,16 +262,16 @@ def pool_similarities(per_group: Mapping, *, min_cells: int = 1) -> pd.DataFrame
     Parameters
     ----------
     per_group
-        ``{group: DataFrame}`` from :func:`embedding_similarity` with ``groupby`` (each carries
-        ``attrs["embeddings"]`` and ``attrs["n_cells"]``).
+        ``{group: GeneSimilarity}`` from :func:`embedding_similarity` with ``groupby`` (each
+        carries ``.embeddings`` and ``.n_cells``).
     min_cells
         Genes present in fewer cells over all groups are dropped.
 
     Returns
     -------
-    pandas.DataFrame
-        As :func:`embedding_similarity` (``attrs``: ``n_cells``, ``symbol``, ``embeddings``,
-        ``params`` with ``pooled_groups``).
+    GeneSimilarity
+        As :func:`embedding_similarity` (``n_cells``, ``symbol``, ``embeddings``; ``params``
+        with ``pooled_groups``).
 
     Examples
     --------
@@ -240,7 +281,7 @@ def pool_similarities(per_group: Mapping, *, min_cells: int = 1) -> pd.DataFrame
     ...                           cell_attrs=("state",), progress=False)
     >>> per_state = embedding_similarity(model, ds, groupby="state", min_cells=3, progress=False)
     >>> pooled = pool_similarities(per_state, min_cells=3)
-    >>> pooled.attrs["params"]["pooled_groups"] == list(per_state)
+    >>> pooled.params["pooled_groups"] == list(per_state)
     True
     """
     if not isinstance(per_group, Mapping) or not per_group:
@@ -248,32 +289,39 @@ def pool_similarities(per_group: Mapping, *, min_cells: int = 1) -> pd.DataFrame
             "per_group must be the dict returned by embedding_similarity(..., groupby=...).")
     sums, counts, symbols, params = None, None, {}, {}
     for g, sim in per_group.items():
-        emb, n = sim.attrs.get("embeddings"), sim.attrs.get("n_cells")
+        emb, n = _side(sim, "embeddings"), _side(sim, "n_cells")
         if not isinstance(emb, pd.DataFrame) or not isinstance(n, pd.Series):
             raise CourseInputError(
-                f"Group {g!r} carries no embeddings (attrs['embeddings'] / attrs['n_cells']). "
-                "Fix: pass the unmodified output of embedding_similarity(..., groupby=...)."
+                f"Group {g!r} carries no embeddings (.embeddings / .n_cells of a "
+                "GeneSimilarity). Fix: pass the unmodified output of "
+                "embedding_similarity(..., groupby=...)."
             )
         w = emb.astype(np.float64).mul(n.astype(np.float64), axis=0)
         sums = w if sums is None else sums.add(w, fill_value=0.0)
         counts = n.astype(np.int64) if counts is None else counts.add(n, fill_value=0)
-        symbols.update(sim.attrs.get("symbol", pd.Series(dtype=object)).to_dict())
-        params = dict(sim.attrs.get("params", {}))
+        sym = _side(sim, "symbol")
+        symbols.update(sym.to_dict() if isinstance(sym, pd.Series) else {})
+        params = dict(_side(sim, "params") or {})
     counts = counts.astype(np.int64)
     keep = counts[counts >= int(min_cells)].index
     order = [gene for gene in sums.index if gene in set(keep)]
     emb = sums.loc[order].div(counts.loc[order].astype(np.float64), axis=0)
-    sim = cosine_similarity(emb, center=bool(params.get("center", False)))
+    sim = GeneSimilarity(cosine_similarity(emb, center=bool(params.get("center", False))))
     sim.index.name = sim.columns.name = "gene"
-    sim.attrs["n_cells"] = counts.loc[order].rename("n_cells")
-    sim.attrs["symbol"] = pd.Series({gene: symbols.get(gene) for gene in order}, name="symbol")
-    sim.attrs["embeddings"] = emb.astype(np.float32)
+    sim.n_cells = counts.loc[order].rename("n_cells")
+    sim.symbol = pd.Series({gene: symbols.get(gene) for gene in order}, name="symbol")
+    sim.embeddings = emb.astype(np.float32)
     params.pop("group", None)
     params.update(pooled_groups=[str(g) for g in per_group], min_cells=int(min_cells),
-                  cells_used=int(sum(s.attrs["params"].get("cells_used", 0)
+                  cells_used=int(sum((_side(s, "params") or {}).get("cells_used", 0)
                                      for s in per_group.values())))
-    sim.attrs["params"] = params
+    sim.params = params
     return sim
+
+
+def _side(sim, name: str):
+    """Side data ``name`` of a :class:`GeneSimilarity` (``None`` for any other table)."""
+    return getattr(sim, name, None) if isinstance(sim, GeneSimilarity) else None
 
 
 @dataclass
@@ -347,14 +395,14 @@ class EmbeddingNetwork:
         import scipy.sparse as sp
 
         genes = list(self.similarity.index)
-        emb = self.similarity.attrs.get("embeddings")
+        emb = _side(self.similarity, "embeddings")
         X = (emb.loc[genes].to_numpy(dtype=np.float32) if isinstance(emb, pd.DataFrame)
              else np.zeros((len(genes), 0), dtype=np.float32))
         obs = pd.DataFrame(index=pd.Index([str(g) for g in genes], name="gene"))
         obs["module"] = pd.Categorical(self.modules.reindex(genes).astype("Int64").astype(str))
         obs["degree"] = [self.graph.degree(g) if g in self.graph else 0 for g in genes]
         for key in ("n_cells", "symbol"):
-            s = self.similarity.attrs.get(key)
+            s = _side(self.similarity, key)
             if isinstance(s, pd.Series):
                 obs[key] = s.reindex(genes).to_numpy()
         A = nx.to_scipy_sparse_array(self.graph, nodelist=genes, weight="weight", format="csr")

@@ -369,7 +369,7 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
             self._views.move_to_end(key)
             return self._views[key]
         view = {"tables": _empty_tables(), "messages": [], "background": None, "genes": [],
-                "rows": [], "min_cells": 1}
+                "rows": [], "min_cells": 1, "result": None}
         if not s["genes"]:
             view["messages"].append("Choose at least one gene to perturb (type a symbol).")
             return self._remember(key, view)
@@ -395,14 +395,10 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
         view["messages"] += res.messages
         tables = _empty_tables()
         tables.update(res.tables())
-        if not res.synergy.empty:  # the per-cell rows and the mean synergy, for readers
-            tables["synergy"] = res.synergy.copy()
-            tables["synergy"].attrs.update(per_cell=res.synergy_per_cell,
-                                           synergy_mean=res.synergy_mean)
         bg_rows, bg_xy, pca = self._background()
         tables["map"] = self._map(res.rows, res.tokens, cs, pca)
         view.update(tables=tables, background=(bg_rows, bg_xy), genes=list(res.genes),
-                    rows=res.rows, min_cells=res.min_cells)
+                    rows=res.rows, min_cells=res.min_cells, result=res)
         return self._remember(key, view)
 
     def _map(self, rows: list[int], tokens: list[int], cs, pca) -> pd.DataFrame:
@@ -457,9 +453,9 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
             random genes' mean, share of random genes with a smaller effect, rank-sum p-value),
             ``moved_genes`` (genes whose embeddings change most, ``1 - cos``), ``map`` (PCA
             coordinates of the perturbed cells before/after, all chosen genes together) and
-            ``synergy`` (two genes: each alone, together and the additive expectation;
-            ``.attrs["per_cell"]`` holds the per-cell rows, ``.attrs["synergy_mean"]`` the mean
-            synergy). The tables come from :func:`course_helpers.perturb.summarize_effects`.
+            ``synergy`` (two genes: each alone, together and the additive expectation; the
+            per-cell rows and the mean synergy are in :meth:`effect_summary`). The tables come
+            from :func:`course_helpers.perturb.summarize_effects`.
             Empty DataFrames where there is nothing to show (see :attr:`message`).
 
         Examples
@@ -482,6 +478,37 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
             self._messages = [str(err)]
             return _empty_tables()
         return {k: t.copy() for k, t in v["tables"].items()}
+
+    def effect_summary(self):
+        """The :class:`~course_helpers.perturb.EffectSummary` behind the current view.
+
+        Everything :meth:`data` shows and more: ``synergy_per_cell`` (the per-cell rows behind
+        the synergy table), ``synergy_mean``, ``gene_effects``, ``messages``, ...
+
+        Returns
+        -------
+        EffectSummary or None
+            ``None`` when the view has nothing to compute (no gene chosen, or bad input: see
+            :attr:`message`).
+
+        Examples
+        --------
+        >>> from course_helpers.model import load_model
+        >>> cells = {"input_ids": [[5, 6, 7], [7, 6, 5], [6, 5, 7]], "state": ["a", "b", "b"]}
+        >>> ex = PerturbationExplorer(load_model("teaching"), cells, "state", start_state="b",
+        ...                           genes=["CD99"], n_random=0)
+        >>> res = ex.effect_summary()
+        >>> type(res).__name__, res.synergy_mean, len(res.effects)
+        ('EffectSummary', None, 2)
+        >>> ex.set(genes=[]).effect_summary() is None
+        True
+        """
+        try:
+            v = self._compute()
+        except CourseInputError as err:
+            self._messages = [str(err)]
+            return None
+        return v.get("result")
 
     # -- figures ---------------------------------------------------------------------------
     def figure(self, **controls):

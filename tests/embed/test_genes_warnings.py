@@ -26,7 +26,7 @@ def test_absent_gene_warns_with_its_class(fixture_model_dir, fixture_cells):
     with pytest.warns(GeneNotInCellsWarning, match="occur in no cell") as caught:
         df = embed_genes(model, cells, genes=[label], progress=False)
     assert issubclass(caught[0].category, CourseWarning)
-    assert np.isnan(df.loc[label].to_numpy()).all() and df.attrs["n_cells"][label] == 0
+    assert np.isnan(df.loc[label].to_numpy()).all() and df.n_cells[label] == 0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warnings.simplefilter("ignore", GeneNotInCellsWarning)  # filtered by class alone

@@ -97,7 +97,7 @@ def test_embed_cells_bad_input(model, dataset):
 def test_embed_genes(model, dataset, cells):
     df, n_cells = embed_genes(model, dataset, batch_size=4, progress=False, return_counts=True)
     assert df.shape[1] == 64
-    assert df.attrs["n_cells"] is not None and (n_cells > 0).all()
+    assert df.n_cells is not None and (n_cells > 0).all()
     # counts: every (cell, gene) occurrence once
     all_ids = np.concatenate([np.asarray(x) for x in cells["input_ids"]])
     assert int(n_cells.sum()) == len(all_ids)
@@ -114,7 +114,7 @@ def test_embed_genes(model, dataset, cells):
             manual.append(h[ids.index(token)].double().numpy())
     assert n_cells[label] == len(manual)
     np.testing.assert_allclose(df.loc[label].to_numpy(), np.mean(manual, 0), atol=1e-5)
-    assert df.attrs["ensembl_id"][label] == vocab.id_to_token[token]
+    assert df.ensembl_id[label] == vocab.id_to_token[token]
 
     # a subset, in the requested order, with an absent gene -> NaN + warning
     absent = next(t for t in range(2, len(vocab)) if t not in set(all_ids.tolist()))
@@ -124,7 +124,7 @@ def test_embed_genes(model, dataset, cells):
     assert list(sub.index) == [label, absent_label]
     np.testing.assert_allclose(sub.loc[label].to_numpy(), df.loc[label].to_numpy(), atol=1e-6)
     assert sub.loc[absent_label].isna().all()
-    assert sub.attrs["n_cells"][absent_label] == 0
+    assert sub.n_cells[absent_label] == 0
 
 
 def test_state_embeddings(model, dataset, cells):

@@ -42,7 +42,7 @@ def test_embed_cells_layer_is_emb_layer(model, cells):
 def test_embed_genes_layer_is_emb_layer(model, cells):
     old, new = _old_and_new(embed_genes, model, cells)
     pd.testing.assert_frame_equal(old, new)
-    assert new.attrs["layer"] == 0
+    assert new.emb_layer == 0
 
 
 def test_state_embeddings_layer_is_emb_layer(model, cells):

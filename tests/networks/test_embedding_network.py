@@ -138,17 +138,17 @@ def test_similarity_is_cosine_of_embed_genes(model, tissue):
     with warnings.catch_warnings():  # genes absent from these cells: NaN rows, dropped below
         warnings.simplefilter("ignore")
         emb = embed_genes(model, ds.select(np.flatnonzero(mask)), genes=genes, progress=False)
-    emb.index = emb.attrs["ensembl_id"].to_numpy()
-    n = emb.attrs["n_cells"].to_numpy()
+    emb.index = emb.ensembl_id.to_numpy()
+    n = emb.n_cells.to_numpy()
     emb = emb[(n >= 2) & ~emb.isna().any(axis=1).to_numpy()]
     assert list(sim.index) == list(emb.index) and list(sim.columns) == list(emb.index)
     assert all(g.startswith("ENSG") for g in sim.index)
     X = emb.to_numpy(np.float64)
     X = X / np.linalg.norm(X, axis=1, keepdims=True)
     np.testing.assert_allclose(sim.to_numpy(), np.clip(X @ X.T, -1, 1), atol=1e-6)
-    assert (sim.attrs["n_cells"] >= 2).all() and sim.attrs["params"]["cells_used"] == mask.sum()
-    assert sim.attrs["symbol"].index.equals(sim.index)
-    assert sim.attrs["embeddings"].shape == (len(sim), model.config.hidden_size)
+    assert (sim.n_cells >= 2).all() and sim.params["cells_used"] == mask.sum()
+    assert sim.symbol.index.equals(sim.index)
+    assert sim.embeddings.shape == (len(sim), model.config.hidden_size)
     # the same cells given as row positions
     again = embedding_similarity(model, ds, cells=np.flatnonzero(mask), genes=genes,
                                  min_cells=2, progress=False)
@@ -165,14 +165,14 @@ def test_groupby_gives_one_matrix_per_group(model, tissue):
     assert set(per) == {"fibroblast", "endothelial"}
     fib = embedding_similarity(model, ds, cells=ct == "fibroblast", genes=genes, progress=False)
     pd.testing.assert_frame_equal(per["fibroblast"], fib)
-    assert per["fibroblast"].attrs["params"]["group"] == {"cell_type": "fibroblast"}
+    assert per["fibroblast"].params["group"] == {"cell_type": "fibroblast"}
     # pooling the groups = one pass over all their cells
     pooled = pool_similarities(per)
     direct = embedding_similarity(model, ds, cells=keep, genes=genes, progress=False)
     pooled = pooled.loc[direct.index, direct.index]
     np.testing.assert_allclose(pooled.to_numpy(), direct.to_numpy(), atol=1e-5)
-    pd.testing.assert_series_equal(pooled.attrs["n_cells"].loc[direct.index],
-                                   direct.attrs["n_cells"], check_dtype=False)
+    pd.testing.assert_series_equal(pooled.n_cells.loc[direct.index],
+                                   direct.n_cells, check_dtype=False)
     with pytest.raises(CourseInputError, match="groupby"):
         pool_similarities({})
     assert not np.allclose(per["fibroblast"].loc[fib.index[:5], fib.index[:5]],

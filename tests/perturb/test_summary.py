@@ -83,6 +83,25 @@ def test_synergy_of_two_genes(model, dataset, pair, plain):
     assert set(plain.tables()) == {"effects", "null", "summary", "moved_genes", "synergy"}
 
 
+def test_tables_carry_no_side_data_in_attrs(plain):
+    """Regression: pandas objects in ``DataFrame.attrs`` break ``pd.concat`` / ``.nlargest``."""
+    import copy
+
+    for name, table in plain.tables().items():
+        bad = {k for k, v in table.attrs.items()  # scalars (emb_mode) may stay
+               if isinstance(v, (pd.Series, pd.DataFrame, np.ndarray))}
+        assert not bad, (name, bad)
+    syn = plain.synergy
+    assert syn.set_index("condition").loc[:, "mean"].nlargest(2).size == 2
+    row = syn.set_index("condition").iloc[0]
+    assert row[["mean", "sem"]].astype(float).nlargest(1).size == 1
+    pd.testing.assert_frame_equal(pd.concat([syn.iloc[:2], syn.iloc[2:]]), syn)
+    pd.testing.assert_frame_equal(copy.deepcopy(syn), syn)
+    per_cell = plain.synergy_per_cell  # the per-cell rows live in the dataclass field
+    pd.testing.assert_frame_equal(pd.concat([per_cell.iloc[:2], per_cell.iloc[2:]]), per_cell)
+    assert plain.synergy_mean == pytest.approx(per_cell["synergy"].mean())
+
+
 def test_with_states_effect_is_shift_to_goal(model, dataset, cells, pair):
     s = summarize_effects(model, dataset, pair[:1], "delete", cell_states=STATES, n_random=0,
                           n_cells=2, seed=1)

@@ -96,8 +96,9 @@ def test_perturbation_synergy_two_genes(pex):
     assert list(syn["condition"]) == ["GATA4", "TBX5", "GATA4 + TBX5 together",
                                       "expected (additive)"]
     assert syn.loc[3, "mean"] == pytest.approx(syn.loc[0, "mean"] + syn.loc[1, "mean"])
-    per_cell = syn.attrs["per_cell"]
-    assert syn.attrs["synergy_mean"] == pytest.approx(per_cell["synergy"].mean())
+    res = pex.effect_summary()
+    per_cell = res.synergy_per_cell
+    assert res.synergy_mean == pytest.approx(per_cell["synergy"].mean())
     assert set(d["summary"]["gene"]) == {"GATA4", "TBX5"}
     fig = pex.figure()
     titles = [a.get_title() for a in fig.axes]
@@ -106,6 +107,28 @@ def test_perturbation_synergy_two_genes(pex):
     bar_ax = next(a for a in fig.axes if "move most" in a.get_title())
     assert {t.get_text() for t in bar_ax.get_yticklabels()} <= set(tiny.GENES.values())
     assert "delete GATA4, TBX5" in fig._suptitle.get_text()
+
+
+def test_perturbation_tables_carry_no_side_data_in_attrs(pex):
+    """Regression: the synergy table held a DataFrame in ``attrs`` (``pd.concat`` raised)."""
+    import copy
+
+    import pandas as pd
+
+    d = pex.set(genes=["GATA4", "TBX5"]).data()
+    for name, table in d.items():
+        bad = {k for k, v in table.attrs.items()  # scalars (emb_mode) may stay
+               if isinstance(v, (pd.Series, pd.DataFrame, np.ndarray))}
+        assert not bad, (name, bad)
+    syn = d["synergy"]
+    assert syn.set_index("condition")["mean"].nlargest(3).size == 3
+    pd.testing.assert_frame_equal(pd.concat([syn.iloc[:2], syn.iloc[2:]]), syn)
+    pd.testing.assert_frame_equal(copy.deepcopy(syn), syn)
+    res = pex.effect_summary()  # the side data the attrs held, as fields
+    pd.testing.assert_frame_equal(res.synergy, syn)
+    assert len(res.synergy_per_cell) == syn.loc[0, "n_cells"]
+    assert res.synergy_mean == pytest.approx(res.synergy_per_cell["synergy"].mean())
+    assert pex.set(genes=[]).effect_summary() is None
 
 
 def test_perturbation_messages_not_exceptions(pex):
