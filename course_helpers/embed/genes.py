@@ -28,9 +28,9 @@ class GeneNotInCellsWarning(CourseWarning):
 class GeneEmbeddings(pd.DataFrame):
     """Genes x hidden mean embeddings from :func:`embed_genes`, with their side data.
 
-    A plain DataFrame (index ``"gene"``, columns ``0 .. hidden_size - 1``) plus three attributes,
-    kept as pandas ``_metadata`` (carried along by filtering and copying) rather than in
-    ``DataFrame.attrs``, where a Series breaks ``pd.concat``, ``.nlargest`` and friends:
+    A plain DataFrame (index ``"gene"``, columns ``0 .. hidden_size - 1``) with three attributes.
+    They are pandas ``_metadata``, which filtering and copying carry along; in ``DataFrame.attrs``
+    a Series would break ``pd.concat``, ``.nlargest`` and friends:
 
     * ``n_cells`` - Series, the number of cells each gene was averaged over;
     * ``ensembl_id`` - Series, each gene's Ensembl ID;
@@ -40,10 +40,12 @@ class GeneEmbeddings(pd.DataFrame):
 
     Examples
     --------
-    >>> import course_helpers as ch
-    >>> model = ch.model.load_model("teaching")
-    >>> ds = ch.tokenize.tokenize(ch.data.load_tissue()[:8], model.gene_vocab, progress=False)
-    >>> gene_emb = embed_genes(model, ds, genes=["GATA4", "TBX5"], progress=False)
+    >>> from course_helpers.data import load_tissue
+    >>> from course_helpers.model import load_model
+    >>> from course_helpers.tokenize import tokenize
+    >>> m = load_model("teaching")
+    >>> cells = tokenize(load_tissue()[:8], m.gene_vocab, progress=False)
+    >>> gene_emb = embed_genes(m, cells, genes=["GATA4", "TBX5"], progress=False)
     >>> type(gene_emb).__name__, gene_emb.emb_layer
     ('GeneEmbeddings', -1)
     >>> gene_emb.ensembl_id.to_dict()

@@ -493,10 +493,10 @@ class PerturbationExplorer(_PerturbationWidget, _Explorer):
 
         Examples
         --------
-        >>> from course_helpers.model import load_model
-        >>> cells = {"input_ids": [[5, 6, 7], [7, 6, 5], [6, 5, 7]], "state": ["a", "b", "b"]}
-        >>> ex = PerturbationExplorer(load_model("teaching"), cells, "state", start_state="b",
-        ...                           genes=["CD99"], n_random=0)
+        >>> import course_helpers as ch
+        >>> ex = PerturbationExplorer(ch.model.load_model("teaching"),
+        ...                           {"input_ids": [[7, 6, 5], [6, 5, 7]], "state": ["b", "b"]},
+        ...                           "state", start_state="b", genes=["CD99"], n_random=0)
         >>> res = ex.effect_summary()
         >>> type(res).__name__, res.synergy_mean, len(res.effects)
         ('EffectSummary', None, 2)
