@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .._utils import CourseInputError, renamed_parameters
+from ..model import model_facts
 from ..vocab import close_matches
 from . import drawing
 from .attention_widget import _AttentionWidget
@@ -132,6 +133,7 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
     ):
         super().__init__(static_fallback=static_fallback)
         self.model = model
+        self._is_special = model_facts(self.model).is_special  # <cls>, <eos>, <pad> ...
         self.vocab = _model_vocab(model, vocab)
         self.cells = _read_cells(dataset, self.vocab, model, [cell_type_key])
         self.cell_type_key = cell_type_key if cell_type_key in self.cells.meta else None
@@ -330,7 +332,9 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         ids = self.cells.ids_of(cell)
         if len(ids) == 0:
             raise CourseInputError(f"Cell {cell} has no tokens; choose another cell.")
-        genes = [int(t) for t in ids[: self.max_genes]]
+        ids = np.asarray(ids, dtype=np.int64)
+        gene_ids = ids[~self._is_special(ids)]  # V2 cells hold <cls>, <eos>
+        genes = [int(t) for t in gene_ids[: self.max_genes]]
         res = _att.aggregate_attention(self.model, [list(map(int, ids))], genes=genes,
                                        method=method, batch_size=1, progress=False)
         counts = np.maximum(res.counts, 1).astype(np.float32)
@@ -390,7 +394,7 @@ class AttentionExplorer(_AttentionWidget, _Explorer):
         G = len(tokens)
         symbols = [str(x) for x in self.vocab.symbols(tokens.tolist())]
         ensembl = [self.vocab.id_to_token.get(int(t), str(t)) for t in tokens]
-        n_cell = len(self.cells.ids_of(s["cell"]))
+        n_cell = int((~self._is_special(self.cells.ids_of(s["cell"]))).sum())
         if n_cell > G:
             msgs.append(f"This cell has {n_cell} genes; attention is shown among its top {G} "
                         "(max_genes).")

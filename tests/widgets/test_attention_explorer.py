@@ -334,3 +334,17 @@ def test_old_layer_keyword_warns_and_gives_same_result(setup):
     assert old.state["attn_layer"] == "all"
     with pytest.raises(CourseInputError, match="both layer= and attn_layer="):
         old.set(layer=0, attn_layer=1)
+
+
+def test_special_tokens_in_a_cell_are_not_genes():
+    """V2 cells start with <cls> and end with <eos>: the explorer maps the genes between them."""
+    from course_helpers.model import load_model, model_facts
+
+    model = load_model("teaching")
+    special = int(model_facts(model).special_ids[-1])
+    genes = model.gene_vocab.tokens(["GATA4", "MYH6", "TNNT2"])
+    ex = AttentionExplorer(model, [[special, *genes, special]], top_n=3)
+    heat = ex.set(cell=0, attn_layer=0, head="mean").data()["heatmap"]
+    assert ex.message == ""
+    assert heat.shape == (3, 3)
+    assert sorted(heat.index) == sorted(model.gene_vocab.symbols(genes))
