@@ -91,7 +91,7 @@ def renamed_parameters(**renames: str):
     import warnings
 
     def wrap(func):
-        name = func.__qualname__.split(".<locals>.")[-1]
+        name = func.__qualname__.split(".<locals>.")[-1].removesuffix(".__init__")
 
         @functools.wraps(func)
         def inner(*args, **kwargs):
