@@ -62,6 +62,32 @@ class CourseDeprecationWarning(FutureWarning):
     """
 
 
+def find_stack_level() -> int:
+    """``stacklevel`` for ``warnings.warn`` that points at the first caller outside the package.
+
+    Decorators and helper functions between the user's call and the warning do not matter, so a
+    warning always names the user's line (as pandas' ``find_stack_level`` does).
+
+    Examples
+    --------
+    >>> find_stack_level()   # called from outside the package: the caller's own line
+    1
+    """
+    import inspect
+    import os
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame = inspect.currentframe()
+    level = 0
+    try:
+        while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+            frame = frame.f_back
+            level += 1
+    finally:
+        del frame
+    return max(level, 1)
+
+
 def renamed_parameters(**renames: str):
     """Decorator: accept old keyword names and pass them on under their new names, with a warning.
 
@@ -105,7 +131,7 @@ def renamed_parameters(**renames: str):
                         f"{name}({old}=...) is now {name}({new}=...); the old name will stop "
                         "working in a later version.",
                         CourseDeprecationWarning,
-                        stacklevel=2,
+                        stacklevel=find_stack_level(),
                     )
                     kwargs[new] = kwargs.pop(old)
             return func(*args, **kwargs)

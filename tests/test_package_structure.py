@@ -229,3 +229,16 @@ def test_contributing_maps_every_file():
     mapped = set(re.findall(r"^([a-z_]+/[a-z_0-9]+\.py|[a-z_]+\.py) ", text, flags=re.MULTILINE))
     stale = sorted(m for m in mapped if not (PKG / m).is_file())
     assert not stale, f"CONTRIBUTING.md maps files that do not exist: {stale}"
+
+
+def test_warnings_name_the_users_line():
+    """Every ``warnings.warn`` in the package uses ``stacklevel=find_stack_level()``."""
+    bad = []
+    for path in sorted(PKG.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) in ("warnings.warn", "warn"):
+                level = [k for k in node.keywords if k.arg == "stacklevel"]
+                if not level or ast.unparse(level[0].value) != "find_stack_level()":
+                    bad.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not bad, ("warnings.warn without stacklevel=find_stack_level() (the warning would name "
+                     f"a line of the package, not the caller's): {bad}")

@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 
-from .._utils import CourseInputError
+from .._utils import CourseInputError, find_stack_level
 from ..model import model_facts
 from ..tokenize import TokenizedCells
 from ..vocab import GENE_GROUPS
@@ -140,5 +140,6 @@ def _gene_set(model, cells: TokenizedCells, sel: np.ndarray, genes, max_genes: i
     if n_seen > len(tokens):
         warnings.warn(
             f"{what}: the cells contain {n_seen} genes; keeping the {len(tokens)} most "
-            f"frequently present{note}. Pass genes=[...] or max_genes= to choose.", stacklevel=3)
+            f"frequently present{note}. Pass genes=[...] or max_genes= to choose.",
+            stacklevel=find_stack_level())
     return tokens

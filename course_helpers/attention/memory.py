@@ -5,7 +5,12 @@ import functools
 import inspect
 import warnings
 
-from .._utils import CourseDeprecationWarning, CourseInputError, renamed_parameters
+from .._utils import (
+    CourseDeprecationWarning,
+    CourseInputError,
+    find_stack_level,
+    renamed_parameters,
+)
 from ..model import model_facts
 
 _GB = 1024**3
@@ -36,7 +41,7 @@ def _old_positions(*names: str):
                 warnings.warn(
                     f"{func.__name__}(): pass {', '.join(f'{n}=' for n in moved)} by name; "
                     "positions after the fourth will stop working in a later version.",
-                    CourseDeprecationWarning, stacklevel=3)
+                    CourseDeprecationWarning, stacklevel=find_stack_level())
                 args = args[:n_pos]
             return func(*args, **kwargs)
 

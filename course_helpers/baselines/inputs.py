@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._utils import CourseInputError, CourseWarning
+from .._utils import CourseInputError, CourseWarning, find_stack_level
 
 EDGE_COLUMNS = ["source", "target", "score"]
 
@@ -182,7 +182,7 @@ def _resolve_tfs(adata, tfs, *, required: bool = True) -> list[str]:
             f"{len(missing)} of {len(tfs)} TFs are not in the data and were skipped "
             f"(e.g. {missing[:5]}).",
             MissingTFsWarning,
-            stacklevel=3,
+            stacklevel=find_stack_level(),
         )
     return found
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 import scipy.sparse as sp
 
-from .._utils import CourseInputError, CourseWarning
+from .._utils import CourseInputError, CourseWarning, find_stack_level
 from .dependencies import _require
 from .inputs import _expression
 
@@ -111,7 +111,7 @@ def regulons(adata, grn_edges: pd.DataFrame, *, rho_threshold: float = 0.03,
     if not out:
         warnings.warn(
             f"No regulon has {min_targets} or more correlated targets; lower min_targets or "
-            "rho_threshold.", NoRegulonsWarning, stacklevel=2)
+            "rho_threshold.", NoRegulonsWarning, stacklevel=find_stack_level())
     return out
 
 

@@ -8,7 +8,7 @@ import os
 import warnings
 from pathlib import Path
 
-from .._utils import CourseInputError
+from .._utils import CourseInputError, find_stack_level
 from .design import TISSUE_DIR, _read_design
 from .simulate import simulate_tissue
 
@@ -82,17 +82,20 @@ def load_tissue(split: str = "chapter", *, regenerate: bool = False,
             return adata
         warnings.warn(
             f"{shipped.name} was made from an older tissue design; simulating it again "
-            "(run `python data_scripts/simulate_tissue.py --split chapter` to refresh it)."
+            "(run `python data_scripts/simulate_tissue.py --split chapter` to refresh it).",
+            stacklevel=find_stack_level(),
         )
     path = cache_dir() / f"tissue_{split}_n{spec['n_cells']}_s{spec['seed']}_{fp}.h5ad"
     if path.is_file() and not regenerate:
         try:
             return ad.read_h5ad(path)
         except (OSError, KeyError, ValueError) as e:  # a broken cache file: simulate again
-            warnings.warn(f"cached {split} split at {path} is unreadable ({e}); simulating again.")
+            warnings.warn(f"cached {split} split at {path} is unreadable ({e}); simulating again.",
+                          stacklevel=find_stack_level())
     adata = simulate_tissue(spec["n_cells"], spec["seed"], progress=progress)
     try:
         _write_h5ad(adata, path, compression="gzip")
     except OSError as e:  # read-only home: still return the data
-        warnings.warn(f"could not cache {split} split at {path}: {e}")
+        warnings.warn(f"could not cache {split} split at {path}: {e}",
+                      stacklevel=find_stack_level())
     return adata

@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from .._utils import CourseWarning, renamed_parameters
+from .._utils import CourseWarning, find_stack_level, renamed_parameters
 from ..tokenize import TokenizedCells
 from .forward import _embedding_facts, _iter_hidden
 
@@ -152,7 +152,7 @@ def embed_genes(
         if missing:
             warnings.warn(
                 f"{len(missing)} requested gene(s) occur in no cell and get NaN embeddings: "
-                f"{missing[:10]}", GeneNotInCellsWarning, stacklevel=2,
+                f"{missing[:10]}", GeneNotInCellsWarning, stacklevel=find_stack_level(),
             )
     n = counts_np[token_ids]
     with np.errstate(invalid="ignore", divide="ignore"):

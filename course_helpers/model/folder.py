@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-from .._utils import CourseInputError
+from .._utils import CourseInputError, find_stack_level
 from ..vocab import (
     GeneVocab,
     check_not_lfs_pointer,
@@ -211,7 +211,7 @@ def _weights_kwargs(folder: Path) -> dict:
             "True)), which accepts tensors only and cannot run code from the file. To store a "
             "copy as safetensors: model.save_pretrained(new_folder).",
             UserWarning,
-            stacklevel=4,
+            stacklevel=find_stack_level(),
         )
         return {"use_safetensors": False, "weights_only": True}
     raise CourseInputError(

@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 from .. import vocab as _vocab
-from .._utils import CourseInputError
+from .._utils import CourseInputError, find_stack_level
 from ..vocab import (
     GeneVocab,
 )
@@ -159,7 +159,8 @@ def load_model(
             folder = folder.parent  # e.g. the path of config.json or model.safetensors
         config = _read_config(folder)
         if explicit_vocab is None and revision is not None:
-            warnings.warn("revision= only applies to named Hub models; ignored.", stacklevel=2)
+            warnings.warn("revision= only applies to named Hub models; ignored.",
+                          stacklevel=find_stack_level())
         gene_vocab = explicit_vocab or _local_vocab(folder, int(config.get("vocab_size", -1)))
         source, version = f"the model in {folder}", _saved_version(config, gene_vocab)
 

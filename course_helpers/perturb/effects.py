@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from .._utils import CourseInputError
+from .._utils import CourseInputError, find_stack_level
 from ..model import model_facts
 from ..tokenize import TokenizedCells
 from .copies import _Block, _blocks_for_cell
@@ -330,7 +330,7 @@ def in_silico_perturb(
                     f"{names[:10]}",
                     genes=names,
                 ),
-                stacklevel=2,
+                stacklevel=find_stack_level(),
             )
     state_mat = None
     if states is not None:

@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from .._utils import CourseInputError
+from .._utils import CourseInputError, find_stack_level
 from ..model import ModelFacts
 from .rule import _check_perturb_type
 from .warnings import EmbModeFallbackWarning
@@ -52,7 +52,7 @@ def _resolve_emb_mode(emb_mode, info: ModelFacts) -> str:
                 emb_mode,
                 new,
             ),
-            stacklevel=3,
+            stacklevel=find_stack_level(),
         )
         return new
     return emb_mode

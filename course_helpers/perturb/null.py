@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from .._utils import CourseInputError
+from .._utils import CourseInputError, find_stack_level
 from ..model import model_facts
 from ..tokenize import TokenizedCells
 from .effects import in_silico_perturb
@@ -86,7 +86,7 @@ def random_gene_null(
             FewNullGenesWarning(
                 f"Only {len(pool)} genes are available; using all of them.", len(pool), n_genes
             ),
-            stacklevel=2,
+            stacklevel=find_stack_level(),
         )
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(pool, min(int(n_genes), len(pool)), replace=False))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._utils import CourseInputError
+from .._utils import CourseInputError, find_stack_level
 from ..vocab import ENSEMBL_ID_RE, VERSIONED_ID_RE, GeneVocab
 
 _HUMAN_RE = re.compile(r"^ENSGR?\d{11}$")
@@ -68,7 +68,7 @@ def _gene_ids(adata, gene_id_col, vocab: GeneVocab, map_symbols: bool) -> np.nda
                 f"'{ser.iloc[i]}' -> '{stripped.iloc[i]}'); the vocabulary uses unversioned IDs. "
                 "(The reference tokenizer silently drops versioned IDs.)",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=find_stack_level(),
             )
             ser = stripped
     ids = ser.to_numpy(dtype=object)
@@ -94,7 +94,7 @@ def _gene_ids(adata, gene_id_col, vocab: GeneVocab, map_symbols: bool) -> np.nda
                 f"map_symbols=True: {n_unmapped} of {n} gene names in {where} have no Ensembl "
                 f"ID in the {vocab.name} gene-name dictionary and are ignored.",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=find_stack_level(),
             )
         ids = np.array([m if m is not None else "" for m in mapped], dtype=object)
     elif n_ens < 0.5 * n:

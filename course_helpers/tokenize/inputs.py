@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .._utils import CourseInputError
+from .._utils import CourseInputError, find_stack_level
 
 
 def _open_input(adata_or_path, layer):
@@ -77,7 +77,7 @@ def _open_input(adata_or_path, layer):
             "X is stored column-wise (CSC) on disk, so it cannot be read cell by cell; it is "
             "loaded into memory. Store it as CSR to tokenise with constant memory.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=find_stack_level(),
         )
         X = X.to_memory().tocsr()
     elif type(X).__name__ in ("_CSRDataset", "CSRDataset") and _H5CSRRows.supports(X):

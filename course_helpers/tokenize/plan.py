@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._utils import CourseInputError
+from .._utils import CourseInputError, find_stack_level
 from .dataset import _to_arrow
 from .genes import _gene_ids, _resolve_mapping, _resolve_vocab
 from .inputs import _open_input, _zero_cells_msg
@@ -193,7 +193,7 @@ def _prepare(adata_or_path, vocab, model_version, cell_attrs, *, gene_id_col, co
                 f"{vocab.name} vocabulary; the others are ignored. Check that the gene IDs match "
                 "the vocabulary (species, ID type, vocabulary of the right model).",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=find_stack_level(),
             )
         codes, uniques = pd.factorize(vidx[in_vocab])
         col_gene = np.full(n_genes, -1, dtype=np.int64)
@@ -207,7 +207,7 @@ def _prepare(adata_or_path, vocab, model_version, cell_attrs, *, gene_id_col, co
                 f"{dup.iloc[0]}); their counts are summed per cell, as the reference tokenizer "
                 "does (collapse_gene_ids=True).",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=find_stack_level(),
             )
         medians = np.fromiter(vocab.medians.values(), dtype=np.float64, count=len(vocab.medians))
         tokens = np.array([vocab.token_to_id[g] for g in vocab_genes], dtype=np.int32)
