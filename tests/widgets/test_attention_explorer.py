@@ -6,9 +6,7 @@ Redraw latency is printed (run with ``-s`` to see it), not asserted.
 """
 from __future__ import annotations
 
-import importlib.util
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,24 +16,6 @@ import pytest
 from course_helpers import attention as att
 from course_helpers._utils import CourseDeprecationWarning, CourseInputError
 from course_helpers.widgets import AttentionExplorer
-
-HERE = Path(__file__).resolve().parent
-
-
-def _load_tiny():
-    spec = importlib.util.spec_from_file_location("ch_tiny_model", HERE / "browser" / "tiny_model.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-tiny = _load_tiny()
-
-
-@pytest.fixture(scope="module")
-def setup():
-    model, dataset, truth = tiny.make_tiny()
-    return SimpleNamespace(model=model, dataset=dataset, truth=truth, vocab=model.gene_vocab)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +56,7 @@ def test_norm_based_is_weight_times_value_norm(setup, explorer):
     assert "norm-based" in ex.title
 
 
-def test_pairs_sorted_and_planted_edges_marked(setup):
+def test_pairs_sorted_and_planted_edges_marked(setup, tiny):
     ex = AttentionExplorer(setup.model, setup.dataset, top_n=8, n_pairs=12, cell=0, layer=1,
                            head=1)
     pairs = ex.data()["pairs"]
@@ -132,7 +112,7 @@ def test_gene_search(setup, explorer):
     assert red == [last]
 
 
-def test_unknown_gene_and_gene_not_in_cell_give_messages(setup, explorer):
+def test_unknown_gene_and_gene_not_in_cell_give_messages(setup, explorer, tiny):
     ex = explorer.set(cell=0, gene="NOTAGENE1")
     assert "NOTAGENE1" in ex.message and "vocabulary" in ex.message
     d = ex.data()  # no exception; the view falls back to the top genes
@@ -188,7 +168,7 @@ def test_select_by_attention(setup, explorer):
     ex.set(select="rank")
 
 
-def test_summary_matches_head_summary(setup, explorer):
+def test_summary_matches_head_summary(setup, explorer, tiny):
     ex = explorer.set(cell=5)
     summ = ex.data()["summary"]
     assert len(summ) == setup.model.config.num_hidden_layers * setup.model.config.num_attention_heads
@@ -274,7 +254,7 @@ def test_display_bundle(explorer, monkeypatch):
     assert isinstance(fig, Figure) and fig._repr_png_()[:4] == b"\x89PNG"  # any backend
 
 
-def test_anndata_input(setup):
+def test_anndata_input(setup, tiny):
     import anndata as ad
     import scipy.sparse as sp
 

@@ -5,10 +5,7 @@ Redraw latency is printed (run with ``-s`` to see it), not asserted.
 """
 from __future__ import annotations
 
-import importlib.util
 import time
-from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,24 +14,6 @@ from course_helpers import perturb as pert
 from course_helpers._utils import CourseInputError
 from course_helpers.perturb import perturb_ids
 from course_helpers.widgets import PerturbationExplorer
-
-HERE = Path(__file__).resolve().parent
-
-
-def _load_tiny():
-    spec = importlib.util.spec_from_file_location("ch_tiny_model", HERE / "browser" / "tiny_model.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-tiny = _load_tiny()
-
-
-@pytest.fixture(scope="module")
-def setup():
-    model, dataset, truth = tiny.make_tiny()
-    return SimpleNamespace(model=model, dataset=dataset, truth=truth, vocab=model.gene_vocab)
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,7 +69,7 @@ def test_perturbation_map_and_moved_genes(setup, pex):
     assert moved["mean_change"].is_monotonic_decreasing and "GATA4" not in set(moved["gene"])
 
 
-def test_perturbation_synergy_two_genes(pex):
+def test_perturbation_synergy_two_genes(pex, tiny):
     d = pex.set(genes=["GATA4", "TBX5"]).data()
     syn = d["synergy"]
     assert list(syn["condition"]) == ["GATA4", "TBX5", "GATA4 + TBX5 together",
