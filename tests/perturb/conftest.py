@@ -17,6 +17,40 @@ STATES = {
 }
 
 
+@pytest.fixture
+def states():
+    """The fixture's cell states: start CD14+ monocytes, goal CD19+ B cells, one alternative."""
+    return {**STATES, "alt_states": list(STATES["alt_states"])}
+
+
+def _layer5(model, ids):
+    """hidden_states[5] (= emb_layer -1) of one unpadded sequence, float64 numpy."""
+    import torch
+
+    t = torch.tensor([list(map(int, ids))])
+    with torch.inference_mode():
+        out = model.bert(input_ids=t, output_hidden_states=True)
+    return out.hidden_states[5][0].double().numpy()
+
+
+def _cos_rows(a, b):
+    import numpy as np
+
+    return (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
+
+
+@pytest.fixture(scope="session")
+def layer5():
+    """``layer5(model, ids)``: the reference's embedding layer of one cell, computed naively."""
+    return _layer5
+
+
+@pytest.fixture(scope="session")
+def cos_rows():
+    """``cos_rows(a, b)``: row-wise cosine of two matrices."""
+    return _cos_rows
+
+
 @pytest.fixture(scope="module")
 def fx(perturb_fixture_dir):
     return perturb_fixture_dir

@@ -19,24 +19,10 @@ datasets = pytest.importorskip("datasets")
 from course_helpers._utils import CourseInputError
 from course_helpers.perturb import in_silico_perturb
 
-STATES = {
-    "state_key": "cell_type",
-    "start_state": "CD14+ Monocyte",
-    "goal_state": "CD19+ B",
-    "alt_states": ["CD4+/CD45RO+ Memory"],
-}
 TOL = 1e-6
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _layer5(model, ids):
-    """hidden_states[5] (= emb_layer -1) of one unpadded sequence, float64 numpy."""
-    t = torch.tensor([list(map(int, ids))])
-    with torch.inference_mode():
-        out = model.bert(input_ids=t, output_hidden_states=True)
-    return out.hidden_states[5][0].double().numpy()
 
 
 def _v2_copy(model):
@@ -47,10 +33,6 @@ def _v2_copy(model):
                                       eos_token_id=3, symbols=lambda ids: [str(i) for i in ids],
                                       resolve=lambda genes, argname="genes": [int(g) for g in genes])
     return copy
-
-
-def _cos_rows(a, b):
-    return (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
 
 
 def _cos(a, b):
@@ -83,35 +65,35 @@ def test_overexpress_matches_reference(fx, overexpress_all):
     _compare(expected, overexpress_all, ["cell_id", "rank_index", "perturbed_token"], "cos_sim")
 
 
-def test_goal_state_matches_reference(fx, goal_all):
+def test_goal_state_matches_reference(fx, goal_all, states):
     expected = pd.read_parquet(fx / "expected_delete_goal_state.parquet")
     assert len(goal_all) == len(expected) == 2505
     assert set(goal_all["cell_id"]) == {"cell_0201", "cell_0358", "cell_0446", "cell_0553"}
-    assert list(goal_all["state"][:3]) == [STATES["start_state"], STATES["goal_state"],
-                                           *STATES["alt_states"]]
+    assert list(goal_all["state"][:3]) == [states["start_state"], states["goal_state"],
+                                           *states["alt_states"]]
     _compare(expected, goal_all, ["cell_id", "rank_index", "perturbed_token", "state"], "shift")
 
 
 def test_state_embeddings_computed_from_dataset_match_manual(plain_model, vocab_model, dataset,
-                                                             cells):
+                                                             cells, states, layer5):
     """state_embs=None computes the state means with embed.state_embeddings over the dataset."""
     from course_helpers.embed import state_embeddings
 
     genes = [int(t) for t in cells["input_ids"][0][:3]]
-    got = in_silico_perturb(vocab_model, dataset, "delete", genes=genes, cell_states=STATES,
+    got = in_silico_perturb(vocab_model, dataset, "delete", genes=genes, cell_states=states,
                             cells=["cell_0201"], progress=False)
-    embs = state_embeddings(vocab_model, dataset, "cell_type", STATES, progress=False)
-    again = in_silico_perturb(plain_model, dataset, "delete", genes=genes, cell_states=STATES,
+    embs = state_embeddings(vocab_model, dataset, "cell_type", states, progress=False)
+    again = in_silico_perturb(plain_model, dataset, "delete", genes=genes, cell_states=states,
                               cells=["cell_0201"], state_embs=embs, progress=False)
     np.testing.assert_allclose(got["shift"], again["shift"], atol=TOL, rtol=0)
     # independent recomputation of the shift formula for the first gene
     means = {}
-    for s in [STATES["start_state"], STATES["goal_state"], *STATES["alt_states"]]:
+    for s in [states["start_state"], states["goal_state"], *states["alt_states"]]:
         ids = cells.loc[cells["cell_type"] == s, "input_ids"]
-        means[s] = np.mean([_layer5(plain_model, x).mean(0) for x in ids], axis=0)
+        means[s] = np.mean([layer5(plain_model, x).mean(0) for x in ids], axis=0)
     x = cells["input_ids"][0]
-    c0 = _layer5(plain_model, x).mean(0)
-    c1 = _layer5(plain_model, x[1:]).mean(0)
+    c0 = layer5(plain_model, x).mean(0)
+    c1 = layer5(plain_model, x[1:]).mean(0)
     row = got[got["rank_index"] == 0].set_index("state")["shift"]
     for s, e in means.items():
         assert abs(row[s] - (_cos(c1, e) - _cos(c0, e))) <= TOL
@@ -144,13 +126,13 @@ def pbmc700(v1_dir):
                         map_symbols=True, progress=False)
 
 
-def test_goal_state_from_dataset_end_to_end(fx, vocab_model, pbmc700, cells, state_embs):
+def test_goal_state_from_dataset_end_to_end(fx, vocab_model, pbmc700, cells, state_embs, states):
     """state_embs=None: state embeddings from all 700 cells, as the reference computed them."""
     ids = dict(zip(pbmc700["cell_id"], pbmc700["input_ids"]))
     assert all(list(ids[c]) == x for c, x in zip(cells["cell_id"], cells["input_ids"]))
     x = cells["input_ids"][0]
     got = in_silico_perturb(vocab_model, pbmc700, "delete", genes=[x[0], x[50], x[-1]],
-                            cell_states=STATES, cells=["cell_0201"], progress=False)
+                            cell_states=states, cells=["cell_0201"], progress=False)
     expected = pd.read_parquet(fx / "expected_delete_goal_state.parquet")
     expected = expected[(expected["cell_id"] == "cell_0201")
                         & expected["rank_index"].isin([0, 50, len(x) - 1])]
@@ -158,7 +140,7 @@ def test_goal_state_from_dataset_end_to_end(fx, vocab_model, pbmc700, cells, sta
     _compare(expected, got, ["cell_id", "rank_index", "perturbed_token", "state"], "shift")
     from course_helpers.embed import state_embeddings
 
-    embs = state_embeddings(vocab_model, pbmc700, "cell_type", STATES, progress=False)
+    embs = state_embeddings(vocab_model, pbmc700, "cell_type", states, progress=False)
     for s, v in zip(state_embs["state"], state_embs["vector"]):
         assert np.abs(embs[s] - np.asarray(v)).max() <= TOL
 
@@ -188,15 +170,15 @@ def test_symbols_and_names_with_vocabulary(vocab_model, dataset, cells):
     assert list(got["rank_index"]) == [5, 6, 7]
 
 
-def test_overexpress_absent_gene_inserted_at_front(plain_model, cells):
+def test_overexpress_absent_gene_inserted_at_front(plain_model, cells, layer5, cos_rows):
     x = cells["input_ids"][2]
     g = next(t for t in range(100, 25000) if t not in set(x))
     got = in_silico_perturb(plain_model, {"input_ids": [x]}, "overexpress", genes=[g],
                             progress=False)
     assert len(got) == 1 and got["rank_index"].iloc[0] == -1
-    h = _layer5(plain_model, x)
-    p = _layer5(plain_model, [g] + x)
-    assert abs(got["cos_sim"].iloc[0] - _cos_rows(p[1:], h).mean()) <= TOL
+    h = layer5(plain_model, x)
+    p = layer5(plain_model, [g] + x)
+    assert abs(got["cos_sim"].iloc[0] - cos_rows(p[1:], h).mean()) <= TOL
 
 
 @pytest.fixture(scope="module")
@@ -216,14 +198,14 @@ def _hidden(model, ids, index):
             .double().numpy()
 
 
-def test_overexpress_absent_gene_truncates_full_cell(tiny_model):
+def test_overexpress_absent_gene_truncates_full_cell(tiny_model, cos_rows):
     x = list(range(10, 50))  # 40 tokens: a full cell
     got = in_silico_perturb(tiny_model, {"input_ids": [x]}, "overexpress", genes=[7],
                             progress=False)
     # the perturbed cell is cut back to 40 tokens and compared with the original cut to match
     h = _hidden(tiny_model, x[:39], 1)
     p = _hidden(tiny_model, [7] + x[:39], 1)
-    assert abs(got["cos_sim"].iloc[0] - _cos_rows(p[1:], h).mean()) <= TOL
+    assert abs(got["cos_sim"].iloc[0] - cos_rows(p[1:], h).mean()) <= TOL
 
 
 def test_v2_truncation_keeps_eos(tiny_model):
@@ -243,20 +225,20 @@ def test_v2_truncation_keeps_eos(tiny_model):
         assert abs(got.set_index("state").loc[s, "shift"] - want) <= TOL
 
 
-def test_anchor_combos_delete_both(plain_model, dataset, cells):
+def test_anchor_combos_delete_both(plain_model, dataset, cells, layer5, cos_rows):
     x = cells["input_ids"][4]
     anchor = x[10]
     got = in_silico_perturb(plain_model, dataset, "delete", combos=1, anchor_gene=anchor,
                             cells=[4], genes=[x[3], x[40]], progress=False)
     assert list(got["perturbed_token"]) == [x[3], x[40]]
     assert (got["anchor_token"] == anchor).all()
-    h = _layer5(plain_model, x)
+    h = layer5(plain_model, x)
     keep = [i for i in range(len(x)) if i not in (10, 40)]
-    p = _layer5(plain_model, [x[i] for i in keep])
-    assert abs(got["cos_sim"].iloc[1] - _cos_rows(p, h[keep]).mean()) <= TOL
+    p = layer5(plain_model, [x[i] for i in keep])
+    assert abs(got["cos_sim"].iloc[1] - cos_rows(p, h[keep]).mean()) <= TOL
 
 
-def test_cell_and_gene_mode(plain_model, dataset, cells):
+def test_cell_and_gene_mode(plain_model, dataset, cells, layer5, cos_rows):
     x = cells["input_ids"][1]
     long = in_silico_perturb(plain_model, dataset, "overexpress", genes=[x[4], x[30]],
                              cells=[1], emb_mode="cell_and_gene", progress=False)
@@ -272,14 +254,14 @@ def test_cell_and_gene_mode(plain_model, dataset, cells):
         assert list(sub["affected_token"]) == [t for t in x if t != tok]  # labelled by identity
         expected = cell.set_index("perturbed_token").loc[tok, "cos_sim"]
         assert abs(sub["cos_sim"].mean() - expected) <= 1e-12
-    h = _layer5(plain_model, x)
-    p = _layer5(plain_model, [x[30]] + x[:30] + x[31:])
-    want = _cos_rows(p[1:], np.delete(h, 30, axis=0))
+    h = layer5(plain_model, x)
+    p = layer5(plain_model, [x[30]] + x[:30] + x[31:])
+    want = cos_rows(p[1:], np.delete(h, 30, axis=0))
     got = long[long["perturbed_token"] == x[30]]["cos_sim"].to_numpy()
     np.testing.assert_allclose(got, want, atol=TOL, rtol=0)
 
 
-def test_v2_special_tokens_stay_in_place(plain_model):
+def test_v2_special_tokens_stay_in_place(plain_model, layer5, cos_rows):
     """With <cls>/<eos> (V2 models) only genes are perturbed and compared."""
     model = _v2_copy(plain_model)
     genes = list(range(100, 130))
@@ -290,10 +272,10 @@ def test_v2_special_tokens_stay_in_place(plain_model):
     over = in_silico_perturb(model, {"input_ids": [x]}, "overexpress", progress=False,
                              emb_mode="cell")
     assert list(over["rank_index"]) == list(range(2, 31))  # the first gene (after <cls>) stays
-    h = _layer5(model, x)
-    p = _layer5(model, [2, x[5]] + x[1:5] + x[6:])  # gene at position 5 moved after <cls>
+    h = layer5(model, x)
+    p = layer5(model, [2, x[5]] + x[1:5] + x[6:])  # gene at position 5 moved after <cls>
     keep = [i for i in range(1, 31) if i != 5]
-    want = _cos_rows(p[2:-1], h[keep]).mean()
+    want = cos_rows(p[2:-1], h[keep]).mean()
     assert abs(over.set_index("rank_index").loc[5, "cos_sim"] - want) <= TOL
 
 
@@ -377,16 +359,16 @@ def test_empty_or_unknown_cell_selection(plain_model, dataset):
         in_silico_perturb(plain_model, dataset, cells=["cell_9999"], progress=False)
 
 
-def test_missing_state_column_and_names(plain_model, dataset, state_embs):
-    bad_key = dict(STATES, state_key="disease")
+def test_missing_state_column_and_names(plain_model, dataset, state_embs, states):
+    bad_key = dict(states, state_key="disease")
     with pytest.raises(CourseInputError, match=r"no such column.*cell_type"):
         in_silico_perturb(plain_model, dataset, cell_states=bad_key, state_embs=state_embs,
                           progress=False)
-    bad_start = dict(STATES, start_state="Monocyte")
+    bad_start = dict(states, start_state="Monocyte")
     with pytest.raises(CourseInputError, match="start state 'Monocyte' does not occur"):
         in_silico_perturb(plain_model, dataset, cell_states=bad_start, state_embs=state_embs,
                           progress=False)
-    bad_goal = dict(STATES, goal_state="NK cell")
+    bad_goal = dict(states, goal_state="NK cell")
     with pytest.raises(CourseInputError, match=r"State\(s\) \['NK cell'\] do not occur"):
         in_silico_perturb(plain_model, dataset, cell_states=bad_goal, progress=False)
     with pytest.raises(CourseInputError, match=r"no embedding for state\(s\) \['NK cell'\]"):
@@ -410,24 +392,24 @@ def test_bad_arguments(plain_model, dataset):
         in_silico_perturb(plain_model, dataset, genes=[0], progress=False)
 
 
-def test_context_only_compares_the_same_genes(plain_model, dataset, cells, state_embs):
+def test_context_only_compares_the_same_genes(plain_model, dataset, cells, state_embs, states, layer5):
     """context_only: original and perturbed cell embeddings are means over the same genes."""
     from course_helpers.perturb.selection import _state_embs_dict
 
     x = list(cells["input_ids"][0])
     cid = cells["cell_id"][0] if "cell_id" in cells else 0
     genes = [x[3], x[40]]
-    ref = in_silico_perturb(plain_model, dataset, "delete", genes=genes, cell_states=STATES,
+    ref = in_silico_perturb(plain_model, dataset, "delete", genes=genes, cell_states=states,
                             state_embs=state_embs, cells=[cid], progress=False)
-    ctx = in_silico_perturb(plain_model, dataset, "delete", genes=genes, cell_states=STATES,
+    ctx = in_silico_perturb(plain_model, dataset, "delete", genes=genes, cell_states=states,
                             state_embs=state_embs, cells=[cid], context_only=True,
                             progress=False)
     assert list(ctx.columns) == list(ref.columns) and len(ctx) == len(ref)
     se = _state_embs_dict(state_embs)
-    h = _layer5(plain_model, x)
+    h = layer5(plain_model, x)
     for j, tok in ((3, x[3]), (40, x[40])):
         keep = [i for i in range(len(x)) if i != j]
-        p = _layer5(plain_model, [x[i] for i in keep])
+        p = layer5(plain_model, [x[i] for i in keep])
         for st, vec in se.items():
             want_ctx = _cos(p.mean(0), vec) - _cos(h[keep].mean(0), vec)
             want_ref = _cos(p.mean(0), vec) - _cos(h.mean(0), vec)

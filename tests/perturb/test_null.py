@@ -10,22 +10,16 @@ datasets = pytest.importorskip("datasets")
 
 from course_helpers.perturb import random_gene_null
 
-STATES = {
-    "state_key": "cell_type",
-    "start_state": "CD14+ Monocyte",
-    "goal_state": "CD19+ B",
-    "alt_states": ["CD4+/CD45RO+ Memory"],
-}
 TOL = 1e-6
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def test_random_gene_null(plain_model, dataset, cells, state_embs):
-    a = random_gene_null(plain_model, dataset, n_genes=4, seed=3, cell_states=STATES,
+def test_random_gene_null(plain_model, dataset, cells, state_embs, states):
+    a = random_gene_null(plain_model, dataset, n_genes=4, seed=3, cell_states=states,
                          state_embs=state_embs, cells=[0], progress=False)
-    b = random_gene_null(plain_model, dataset, n_genes=4, seed=3, cell_states=STATES,
+    b = random_gene_null(plain_model, dataset, n_genes=4, seed=3, cell_states=states,
                          state_embs=state_embs, cells=[0], progress=False)
     assert a.attrs["null_genes"] == b.attrs["null_genes"]
     assert set(a.attrs["null_genes"]) <= set(cells["input_ids"][0])

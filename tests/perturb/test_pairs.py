@@ -10,31 +10,13 @@ datasets = pytest.importorskip("datasets")
 
 from course_helpers.perturb import in_silico_perturb, perturb_pairs
 
-STATES = {
-    "state_key": "cell_type",
-    "start_state": "CD14+ Monocyte",
-    "goal_state": "CD19+ B",
-    "alt_states": ["CD4+/CD45RO+ Memory"],
-}
 TOL = 1e-6
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _layer5(model, ids):
-    """hidden_states[5] (= emb_layer -1) of one unpadded sequence, float64 numpy."""
-    t = torch.tensor([list(map(int, ids))])
-    with torch.inference_mode():
-        out = model.bert(input_ids=t, output_hidden_states=True)
-    return out.hidden_states[5][0].double().numpy()
-
-
-def _cos_rows(a, b):
-    return (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
-
-
-def test_perturb_pairs_synergy_definition(plain_model, dataset, cells, state_embs):
+def test_perturb_pairs_synergy_definition(plain_model, dataset, cells, state_embs, states, layer5, cos_rows):
     x = cells["input_ids"][0]
     pair = (x[2], x[9])
     res = perturb_pairs(plain_model, dataset, [pair], cells=[0, 1], progress=False)
@@ -46,11 +28,11 @@ def test_perturb_pairs_synergy_definition(plain_model, dataset, cells, state_emb
     assert abs(r["cos_sim_b"] - single[pair[1]]) <= TOL
     assert r["synergy"] == pytest.approx(
         (1 - r["cos_sim_ab"]) - ((1 - r["cos_sim_a"]) + (1 - r["cos_sim_b"])), abs=1e-12)
-    h = _layer5(plain_model, x)
+    h = layer5(plain_model, x)
     keep = [i for i in range(len(x)) if i not in (2, 9)]
-    p = _layer5(plain_model, [x[i] for i in keep])
-    assert abs(r["cos_sim_ab"] - _cos_rows(p, h[keep]).mean()) <= TOL
-    with_states = perturb_pairs(plain_model, dataset, [pair], cell_states=STATES, cells=[0],
+    p = layer5(plain_model, [x[i] for i in keep])
+    assert abs(r["cos_sim_ab"] - cos_rows(p, h[keep]).mean()) <= TOL
+    with_states = perturb_pairs(plain_model, dataset, [pair], cell_states=states, cells=[0],
                                 state_embs=state_embs, progress=False)
     assert len(with_states) == 3
     np.testing.assert_allclose(
