@@ -73,6 +73,27 @@ def fixture_cells(perturb_fixture_dir):
 
 
 @pytest.fixture(scope="module")
+def cells(fixture_cells):
+    """The reference fixture's cells as a DataFrame (tests with other cells define their own)."""
+    return fixture_cells
+
+
+@pytest.fixture(scope="module")
+def dataset(cells):
+    """``cells`` as a Hugging Face dataset, as course_helpers.tokenize returns it."""
+    datasets = pytest.importorskip("datasets")
+    return datasets.Dataset.from_pandas(cells, preserve_index=False)
+
+
+@pytest.fixture(scope="module")
+def vocab_model(fixture_model_dir):
+    """The fixture model loaded with course_helpers.model.load_model and the V1 vocabulary."""
+    from course_helpers.model import load_model
+
+    return load_model(fixture_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny models: one torch thread avoids OpenMP oversubscription on busy shared CPUs.
 

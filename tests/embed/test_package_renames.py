@@ -10,14 +10,8 @@ pytest.importorskip("transformers")
 
 from course_helpers._utils import CourseDeprecationWarning
 from course_helpers.embed import embed_cells, embed_genes, state_embeddings
-from course_helpers.model import load_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def model(fixture_model_dir):
-    return load_model(fixture_model_dir, device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -70,25 +70,6 @@ def plain_model(fx):
 
 
 @pytest.fixture(scope="module")
-def vocab_model(fixture_model_dir):
-    """The fixture model loaded with course_helpers.model.load_model and the V1 vocabulary."""
-    from course_helpers.model import load_model
-
-    return load_model(fixture_model_dir, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def cells(fixture_cells) -> pd.DataFrame:
-    return fixture_cells
-
-
-@pytest.fixture(scope="module")
-def dataset(cells):
-    datasets = pytest.importorskip("datasets")
-    return datasets.Dataset.from_pandas(cells, preserve_index=False)
-
-
-@pytest.fixture(scope="module")
 def state_embs(fx):
     return pd.read_parquet(fx / "state_embs.parquet")
 
